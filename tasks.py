@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import importlib.util
 import os
@@ -46,6 +47,7 @@ REQUIRED_VARIABLES = (
 )
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 LOOPBACK = "127.0.0.1"
+DEBIAN_SERVER_BINARIES = "/usr/lib/postgresql/*/bin"
 READY_TIMEOUT = 30.0
 # As root, the local server runs as this unprivileged system user (PostgreSQL refuses root).
 SERVER_USER = "pglocal"
@@ -184,8 +186,14 @@ def check_variables(name: str, values: dict[str, str]) -> None:
         fail("POSTGRES_PORT=auto needs a server this project starts, not DB_SERVER=external")
 
 
-def check_app_config(values: dict[str, str]) -> None:
-    """Ask the app's own config whether it will start (e.g. production's SECRET_KEY)."""
+def check_production_config(values: dict[str, str]) -> None:
+    """Ask the app's own config whether production will start (its SECRET_KEY check).
+
+    Only for production: importing the app costs most of a second, and the other
+    configs check nothing the variables check above has not.
+    """
+    if values["FLASK_CONFIG"] != "production":
+        return
     from app.config import ConfigError, load_config
 
     # The port may still be `auto`: it is picked when the server starts.
@@ -211,7 +219,7 @@ def load_env(name: str | None = None) -> Env:
     values.update(os.environ)
     values["APPLICATION_CONFIG"] = name
     check_variables(name, values)
-    check_app_config(values)
+    check_production_config(values)
     os.environ.update(values)
     return Env(name, values)
 
@@ -328,10 +336,8 @@ def find_server_binaries() -> Path:
     if shutil.which("pg_config"):
         bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
         candidates.append(Path(bindir.stdout.strip()))
-    debian = Path("/usr/lib/postgresql").glob("*/bin")
-    candidates += sorted(
-        debian, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True
-    )
+    debian = [Path(p) for p in glob.glob(DEBIAN_SERVER_BINARIES)]
+    candidates += sorted(debian, key=lambda p: p.parent.name.zfill(4), reverse=True)
     for bindir in candidates:
         if (bindir / "postgres").is_file() and (bindir / "initdb").is_file():
             return bindir
@@ -506,17 +512,23 @@ class LocalCluster:
 
 
 def process_alive(pid: int) -> bool:
+    """Whether `pid` runs; a zombie (exited, not yet reaped by whoever adopted it) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    with contextlib.suppress(OSError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
     return True
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether a server could listen there; like servers do, TIME_WAIT leftovers do not count."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -632,7 +644,7 @@ def throwaway_server(env: Env) -> Iterator[int]:
     """A fresh cluster on tmpfs and a free port, stopped and deleted on the way out, whatever happens."""
     bindir = find_server_binaries()
     account = server_account()
-    remove_abandoned_clusters()
+    remove_abandoned_clusters(account)
     bindir = reachable_binaries(bindir, account)
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="pglocal-test-", dir=scratch_root())))
     process = None
@@ -650,10 +662,13 @@ def throwaway_server(env: Env) -> Iterator[int]:
             shutil.rmtree(cluster.home, ignore_errors=True)
 
 
-def remove_abandoned_clusters() -> None:
-    """Throwaway clusters whose inv was killed (SIGKILL leaves no chance to clean): stop, delete."""
+def remove_abandoned_clusters(account: pwd.struct_passwd | None) -> None:
+    """Our throwaway clusters whose inv was killed (SIGKILL leaves no chance to clean): stop, delete."""
+    uid = account.pw_uid if account else os.geteuid()
     for home in scratch_root().glob("pglocal-test-*"):
         try:
+            if home.stat().st_uid != uid:
+                continue
             owner = int((home / "owner").read_text())
         except (OSError, ValueError):
             continue
@@ -666,13 +681,17 @@ def remove_abandoned_clusters() -> None:
 
 
 def choose_db_server(env: Env) -> str:
-    """DB_SERVER, with `auto` resolved (and said)."""
-    if env.db_server != "auto":
-        if env.db_server == "compose":
-            fail("DB_SERVER=compose is not built yet: use DB_SERVER=local (or auto)")
-        return env.db_server
-    say("DB_SERVER=auto: using local PostgreSQL binaries (set DB_SERVER to choose)")
-    return "local"
+    """DB_SERVER, with `auto` resolved."""
+    if env.db_server == "compose":
+        fail("DB_SERVER=compose is not built yet: use DB_SERVER=local (or auto)")
+    return "local" if env.db_server == "auto" else env.db_server
+
+
+def describe_db_server(env: Env, kind: str) -> str:
+    """What runs the server, and why when `auto` chose it."""
+    if env.db_server == "auto":
+        return f"{kind} (DB_SERVER=auto: PostgreSQL binaries, no Docker)"
+    return kind
 
 
 @contextlib.contextmanager
@@ -844,7 +863,9 @@ def db_status(c):
     cluster = persistent_cluster(env.name)
     found = cluster.running()
     state = f"running on {LOOPBACK}:{found[1]} (pid {found[0]})" if found else "stopped"
-    print(f"{env.name}: local server {state}; data {cluster.data}; log {cluster.log}")
+    print(
+        f"{env.name}: {describe_db_server(env, kind)} server {state}; data {cluster.data}; log {cluster.log}"
+    )
 
 
 @task
