@@ -1,66 +1,38 @@
-"""The tasks, run as a user runs them: the real `inv` in a subprocess, against real servers.
+"""The tasks, run as a user runs them: the real `inv` in a subprocess, against real local servers.
 
 They run in a copy of the project (tasks, app, env, migrations and a few sample tests),
 so the servers they start and stop are never the developer's own.
 """
 
-import os
+import contextlib
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import psycopg2
 import pytest
+from project_copy import (
+    TIMEOUT,
+    fetch_when_up,
+    free_port,
+    make_copy,
+    run_inv,
+    start_inv,
+    wait_for_marker,
+)
 
 import tasks
-
-PROJECT = Path(__file__).resolve().parent.parent
-INV = [sys.executable, "-m", "invoke"]
-TIMEOUT = 60
-# What the outer `inv test` exported for this suite: an inner inv must load its own.
-EXPORTED = {
-    "APPLICATION_CONFIG", "FLASK_CONFIG", "FLASK_DEBUG", "FLASK_RUN_HOST", "FLASK_RUN_PORT",
-    "SECRET_KEY", "DB_SERVER", "DATABASE_URL", "PGPASSWORD", "PG_BIN", *tasks.REQUIRED_VARIABLES,
-}  # fmt: skip
-
-SAMPLE_TESTS = """
-import os, time
-from pathlib import Path
-
-
-def test_passing(database):
-    assert database.session.execute(database.text("SELECT 1")).scalar() == 1
-
-
-def test_failing():
-    assert os.environ.get("SAMPLE_FAIL") != "1"
-
-
-def test_waiting():
-    marker = os.environ.get("SAMPLE_MARKER")
-    if marker:
-        Path(marker).write_text("started")
-        time.sleep(60)
-"""
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A throwaway copy of the project with sample tests; its servers stopped and data removed after."""
-    root = tmp_path_factory.mktemp("project")
-    for name in ("tasks.py", "pyproject.toml", "wsgi.py"):
-        shutil.copy(PROJECT / name, root / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.local.env")
-    for name in ("app", "env", "migrations"):
-        shutil.copytree(PROJECT / name, root / name, ignore=ignore)
-    (root / "tests").mkdir()
-    shutil.copy(PROJECT / "tests" / "conftest.py", root / "tests" / "conftest.py")
-    (root / "tests" / "test_sample.py").write_text(SAMPLE_TESTS)
+    """A copy of the project; its local servers stopped and their data removed after."""
+    root = make_copy(tmp_path_factory.mktemp("project"))
     yield root
     for env in ("development", "testing"):
         inv(root, "db.down", APPLICATION_CONFIG=env)
@@ -71,63 +43,40 @@ def project(tmp_path_factory):
     shutil.rmtree(state, ignore_errors=True)
 
 
-def clean_environ(**overrides: str) -> dict[str, str]:
-    """This process's environment less what the outer `inv test` exported, plus `overrides`.
-
-    Inner test runs skip coverage: it costs most of a second each, and these tests are
-    about the tasks, not the sample tests' coverage.
-    """
-    environ = {
-        k: v for k, v in os.environ.items() if k not in EXPORTED and not k.startswith("COV_")
-    }
-    return {**environ, "PYTEST_ADDOPTS": "--no-cov -p no:cacheprovider", **overrides}
-
-
 def inv(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*INV, *args], cwd=project, env=clean_environ(**env),
-        capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    return run_inv(project, "local", *args, **env)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def throwaway_clusters() -> set[Path]:
-    return set(tasks.scratch_root().glob("pglocal-test-*"))
-
-
-def postgres_processes_in(folders: set[Path]) -> list[str]:
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "postgres" in cmdline and any(str(folder) in cmdline for folder in folders):
-            found.append(cmdline)
+def throwaway_clusters(project: Path) -> set[Path]:
+    """The throwaway clusters that exist now for `project` (other runs may have their own)."""
+    found = set()
+    for home in tasks.scratch_root().glob("pglocal-test-*"):
+        with contextlib.suppress(OSError):
+            if (home / "owner").read_text().split()[1:] == [str(project)]:
+                found.add(home)
     return found
 
 
-def stray_throwaway_servers(before: set[Path]) -> list[str]:
-    """Server processes of throwaway clusters that were not there `before`."""
-    return [
-        cmdline
-        for cmdline in postgres_processes_in({tasks.scratch_root() / "pglocal-test-"})
-        if not any(str(folder) in cmdline for folder in before)
-    ]
+def stray_throwaway_servers(project: Path) -> list[str]:
+    """Server processes of `project`'s throwaway clusters, or of clusters already deleted."""
+    ours = {str(home) for home in throwaway_clusters(project)}
+    stray = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            if "-D" in args and "pglocal-test-" in args[args.index("-D") + 1]:
+                home = str(Path(args[args.index("-D") + 1]).parent)
+                if home in ours or not Path(home).exists():
+                    stray.append(" ".join(args))
+    return stray
 
 
 @pytest.fixture
-def leaves_nothing_behind():
+def leaves_nothing_behind(project):
     """Asserts that the test's `inv test` runs left no throwaway cluster and no server process."""
-    before = throwaway_clusters()
     yield
-    assert throwaway_clusters() - before == set()
-    assert stray_throwaway_servers(before) == []
+    assert throwaway_clusters(project) == set()
+    assert stray_throwaway_servers(project) == []
 
 
 @pytest.fixture
@@ -164,37 +113,25 @@ def test_arguments_after_the_dashes_keep_their_quoting(project, leaves_nothing_b
 
 
 def test_two_runs_at_once_do_not_collide(project, leaves_nothing_behind):
-    runs = [
-        subprocess.Popen(
-            [*INV, "test"], cwd=project, env=clean_environ(), stdout=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    ]
+    runs = [start_inv(project, "local", "test") for _ in range(2)]
     outputs = [run.communicate(timeout=TIMEOUT)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_stops_its_server_and_deletes_its_cluster(project, tmp_path, signum):
-    before = throwaway_clusters()
     marker = tmp_path / "started"
-    run = subprocess.Popen(
-        [*INV, "test"], cwd=project, env=clean_environ(SAMPLE_MARKER=str(marker)),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + TIMEOUT
-    while not marker.exists() and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), run.communicate()[0] if run.poll() is not None else "no test started"
-    during = throwaway_clusters() - before
-    assert len(during) == 1 and postgres_processes_in(during)
+    run = start_inv(project, "local", "test", SAMPLE_MARKER=str(marker))
+    wait_for_marker(marker, run)
+    assert len(throwaway_clusters(project)) == 1
+    assert len(stray_throwaway_servers(project)) >= 1, "its server should be running now"
 
     run.send_signal(signum)
     output = run.communicate(timeout=TIMEOUT)[0]
 
     assert run.returncode == (2 if signum == signal.SIGINT else 128 + signum), output
-    assert throwaway_clusters() - before == set()
-    assert stray_throwaway_servers(before) == []
+    assert throwaway_clusters(project) == set()
+    assert stray_throwaway_servers(project) == []
 
 
 def test_a_warm_test_server_is_used_and_left_running(project, leaves_nothing_behind):
@@ -239,18 +176,9 @@ def test_development_data_survives_a_restart(project, dev_port):
 
 def test_inv_dev_serves_the_app_and_ctrl_c_keeps_the_database(project, dev_port):
     web_port = free_port()
-    run = subprocess.Popen(
-        [*INV, "dev"], cwd=project, env=clean_environ(POSTGRES_PORT=dev_port, FLASK_RUN_PORT=str(web_port)),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    run = start_inv(project, "local", "dev", POSTGRES_PORT=dev_port, FLASK_RUN_PORT=str(web_port))
     try:
-        body = None
-        deadline = time.monotonic() + TIMEOUT
-        while body is None and run.poll() is None and time.monotonic() < deadline:
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{web_port}/", timeout=2).read()
-            except OSError:
-                time.sleep(0.1)
+        body = fetch_when_up(f"http://127.0.0.1:{web_port}/", lambda: run.poll() is None)
         assert body == b"Hello, World!"
     finally:
         run.send_signal(signal.SIGINT)
@@ -280,33 +208,26 @@ def test_db_migrate_writes_a_migration_for_a_model_change(project, dev_port):
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "message"),
-    [
-        (["db.up"], {"APPLICATION_CONFIG": "staging"}, "unknown APPLICATION_CONFIG 'staging'"),
-        (["db.up"], {"POSTGRES_USER": ""}, "missing variable(s) POSTGRES_USER"),
-        (["test"], {"APPLICATION_DB": "test; DROP"}, "is not a plain identifier"),
-        (["db.up"], {"DB_SERVER": "kubernetes"}, "unknown DB_SERVER 'kubernetes'"),
-        (["db.up"], {"POSTGRES_PORT": "eighty"}, "is not a port number"),
-        (["db.up"], {"PG_BIN": "/nonexistent"}, "PG_BIN=/nonexistent has no `postgres`"),
-        (["db.reset"], {}, "no terminal to ask on: pass --yes"),
-        (
-            ["db.reset"],
-            {"APPLICATION_CONFIG": "production", "SECRET_KEY": "x" * 32},
-            "refusing in production",
-        ),
-        (
-            ["db.downgrade"],
-            {"APPLICATION_CONFIG": "production", "SECRET_KEY": "x" * 32},
-            "refusing in production",
-        ),
-        (
-            ["flask", "--", "routes"],
-            {"APPLICATION_CONFIG": "production"},
-            "SECRET_KEY is empty, a placeholder",
-        ),
-    ],
-)
+PRODUCTION = {"APPLICATION_CONFIG": "production", "SECRET_KEY": "x" * 32, "POSTGRES_PASSWORD": "pw"}
+NO_ENGINE = "unix:///nonexistent/docker.sock"
+BAD_INPUT = [
+    (["db.up"], {"APPLICATION_CONFIG": "staging"}, "unknown APPLICATION_CONFIG 'staging'"),
+    (["db.up"], {"POSTGRES_USER": ""}, "missing variable(s) POSTGRES_USER"),
+    (["test"], {"APPLICATION_DB": "test; DROP"}, "is not a plain identifier"),
+    (["db.up"], {"DB_SERVER": "kubernetes"}, "unknown DB_SERVER 'kubernetes'"),
+    (["db.up"], {"POSTGRES_PORT": "eighty"}, "is not a port number"),
+    (["db.up"], {"PG_BIN": "/nonexistent"}, "PG_BIN=/nonexistent has no `postgres`"),
+    (["db.reset"], {}, "no terminal to ask on: pass --yes"),
+    (["db.reset"], PRODUCTION, "refusing in production"),
+    (["db.downgrade"], PRODUCTION, "refusing in production"),
+    (["flask", "--", "routes"], {"APPLICATION_CONFIG": "production"}, "missing variable(s) POSTGRES_PASSWORD, SECRET_KEY"),
+    (["flask", "--", "routes"], {**PRODUCTION, "SECRET_KEY": "change-me"}, "SECRET_KEY is empty, a placeholder"),
+    (["db.up"], {"DB_SERVER": "compose", "PATH": "/nonexistent"}, "no Docker client (`docker`) found"),
+    (["db.up"], {"DB_SERVER": "compose", "DOCKER_HOST": NO_ENGINE}, "found no engine answering"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "env", "message"), BAD_INPUT)
 def test_bad_input_is_one_line_and_a_failure(project, args, env, message):
     result = inv(project, *args, **env)
     assert result.returncode == 1
@@ -351,11 +272,8 @@ def test_a_busy_port_is_refused_before_anything_starts(project):
 def test_a_wrong_password_fails_at_once_not_at_the_deadline(project):
     assert inv(project, "db.up", APPLICATION_CONFIG="testing").returncode == 0
     try:
-        port = (
-            inv(project, "db.status", APPLICATION_CONFIG="testing")
-            .stdout.split("127.0.0.1:")[1]
-            .split()[0]
-        )
+        status = inv(project, "db.status", APPLICATION_CONFIG="testing").stdout
+        port = re.search(r"running on 127\.0\.0\.1:(\d+)", status).group(1)
         started = time.monotonic()
         result = inv(
             project, "test", DB_SERVER="external", POSTGRES_PORT=port, POSTGRES_PASSWORD="wrong"
@@ -376,3 +294,9 @@ def test_no_server_binaries_anywhere_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(tasks, "DEBIAN_SERVER_BINARIES", "/nonexistent/*/bin")
     with pytest.raises(tasks.Exit, match="no PostgreSQL server binaries found"):
         tasks.find_server_binaries()
+
+
+def test_auto_uses_local_binaries_when_no_docker_engine_answers(project):
+    result = inv(project, "db.status", DB_SERVER="auto", DOCKER_HOST=NO_ENGINE)
+    assert result.returncode == 0, result.stderr
+    assert "local (chosen by DB_SERVER=auto: no Docker engine answered)" in result.stdout

@@ -1,0 +1,111 @@
+"""A throwaway copy of the project for the tests that run the real `inv` in a subprocess.
+
+The servers such tests start and stop are the copy's own, never the developer's.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import tasks
+
+PROJECT = Path(__file__).resolve().parent.parent
+INV = [sys.executable, "-m", "invoke"]
+TIMEOUT = 120
+# What the outer `inv test` exported for this suite: an inner inv must load its own.
+EXPORTED = {
+    "APPLICATION_CONFIG", "FLASK_CONFIG", "FLASK_DEBUG", "FLASK_RUN_HOST", "FLASK_RUN_PORT",
+    "SECRET_KEY", "DB_SERVER", "DATABASE_URL", "PGPASSWORD", "PG_BIN", "HOST_UID", "HOST_GID",
+    *tasks.REQUIRED_VARIABLES,
+}  # fmt: skip
+
+SAMPLE_TESTS = """
+import os, time
+from pathlib import Path
+
+
+def test_passing(database):
+    assert database.session.execute(database.text("SELECT 1")).scalar() == 1
+
+
+def test_failing():
+    assert os.environ.get("SAMPLE_FAIL") != "1"
+
+
+def test_waiting():
+    marker = os.environ.get("SAMPLE_MARKER")
+    if marker:
+        Path(marker).write_text("started")
+        time.sleep(60)
+"""
+
+
+def make_copy(root: Path) -> Path:
+    """The project's code, env files, compose files and migrations, with three sample tests."""
+    for name in ("tasks.py", "pyproject.toml", "wsgi.py", "requirements.txt", ".dockerignore"):
+        shutil.copy(PROJECT / name, root / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.local.env")
+    for name in ("app", "env", "migrations", "compose", "requirements"):
+        shutil.copytree(PROJECT / name, root / name, ignore=ignore)
+    (root / "tests").mkdir()
+    shutil.copy(PROJECT / "tests" / "conftest.py", root / "tests" / "conftest.py")
+    (root / "tests" / "test_sample.py").write_text(SAMPLE_TESTS)
+    return root
+
+
+def clean_environ(db_server: str, **overrides: str) -> dict[str, str]:
+    """This process's environment less what the outer `inv test` exported, plus `overrides`.
+
+    Inner test runs skip coverage: it costs most of a second each, and these tests are
+    about the tasks, not the sample tests' coverage.
+    """
+    environ = {
+        k: v for k, v in os.environ.items() if k not in EXPORTED and not k.startswith("COV_")
+    }
+    defaults = {"DB_SERVER": db_server, "PYTEST_ADDOPTS": "--no-cov -p no:cacheprovider"}
+    return {**environ, **defaults, **overrides}
+
+
+def run_inv(project: Path, db_server: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*INV, *args], cwd=project, env=clean_environ(db_server, **env),
+        capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def start_inv(project: Path, db_server: str, *args: str, **env: str) -> subprocess.Popen:
+    """`inv ARGS` in the background, its output merged, for tests that signal or poll it."""
+    return subprocess.Popen(
+        [*INV, *args], cwd=project, env=clean_environ(db_server, **env),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_marker(marker: Path, run: subprocess.Popen) -> None:
+    """Until the sample test `test_waiting` has started inside `run`."""
+    deadline = time.monotonic() + TIMEOUT
+    while not marker.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), run.communicate()[0] if run.poll() is not None else "no test started"
+
+
+def fetch_when_up(url: str, still_running=lambda: True) -> bytes | None:
+    """The body at `url` once something answers there, or None at the deadline."""
+    deadline = time.monotonic() + TIMEOUT
+    while still_running() and time.monotonic() < deadline:
+        try:
+            return urllib.request.urlopen(url, timeout=2).read()
+        except OSError:
+            time.sleep(0.1)
+    return None
