@@ -763,7 +763,7 @@ class Servers:
         self.why = why
 
     def describe(self) -> str:
-        return f"{self.label} ({self.why})" if self.why else self.label
+        return f"{self.label}, {self.why}" if self.why else self.label
 
     def running(self) -> int | None:
         """The persistent server's port when it runs."""
@@ -945,8 +945,9 @@ def database_server(env: Env, throwaway: bool = False) -> Iterator[tuple[str, in
         )
     else:
         wait_until_ready(env, host, port)
-        if throwaway:
-            say(f"using the warm {env.name} PostgreSQL server on {host}:{port}, left running")
+        what = "using the warm" if throwaway else "the"
+        left = ", left running" if throwaway else " is running"
+        say(f"{what} {env.name} PostgreSQL server ({servers.describe()}) on {host}:{port}{left}")
     export(POSTGRES_HOSTNAME=host, POSTGRES_PORT=port)
     yield host, port
 
@@ -1058,8 +1059,8 @@ def db_downgrade(c, revision="-1", yes=False):
 def db_up(c):
     """Start this environment's database server (it keeps running)."""
     env = load_env()
-    with database_server(env) as (host, port):
-        say(f"PostgreSQL for {env.name} is up on {host}:{port}")
+    with database_server(env):
+        pass
 
 
 @task

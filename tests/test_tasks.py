@@ -28,6 +28,8 @@ from project_copy import (
 
 import tasks
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
@@ -152,7 +154,7 @@ def test_db_up_twice_is_harmless_and_down_twice_says_so(project, dev_port):
     first = inv(project, "db.up", POSTGRES_PORT=dev_port)
     second = inv(project, "db.up", POSTGRES_PORT=dev_port)
     assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
-    assert f"up on 127.0.0.1:{dev_port}" in second.stderr
+    assert f"on 127.0.0.1:{dev_port} is running" in second.stderr
     assert "stopped" in inv(project, "db.down").stderr
     again = inv(project, "db.down")
     assert again.returncode == 0
@@ -299,4 +301,4 @@ def test_no_server_binaries_anywhere_is_one_clear_error(monkeypatch):
 def test_auto_uses_local_binaries_when_no_docker_engine_answers(project):
     result = inv(project, "db.status", DB_SERVER="auto", DOCKER_HOST=NO_ENGINE)
     assert result.returncode == 0, result.stderr
-    assert "local (chosen by DB_SERVER=auto: no Docker engine answered)" in result.stdout
+    assert "local, chosen by DB_SERVER=auto: no Docker engine answered" in result.stdout
