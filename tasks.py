@@ -483,9 +483,12 @@ def template_cluster(env: Env, bindir: Path, account: pwd.struct_passwd | None) 
 
 @dataclass
 class LocalCluster:
-    """A cluster folder: data/ (PGDATA) and server.log beside it."""
+    """A cluster folder: data/ (PGDATA) and server.log beside it; to make or start it, the
+    server binaries and the account the server runs as (None: ourselves)."""
 
     home: Path
+    bindir: Path | None = None
+    account: pwd.struct_passwd | None = None
 
     @property
     def data(self) -> Path:
@@ -544,36 +547,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def make_cluster(
-    cluster: LocalCluster, env: Env, account: pwd.struct_passwd | None, bindir: Path
-) -> None:
+def make_cluster(cluster: LocalCluster, env: Env) -> None:
     """Fill cluster.data with a copy of the cached template (made by initdb on first use)."""
-    template = template_cluster(env, bindir, account)
-    subprocess.run(["cp", "-a", template, cluster.data], check=True, **as_account(account))
+    template = template_cluster(env, cluster.bindir, cluster.account)
+    subprocess.run(["cp", "-a", template, cluster.data], check=True, **as_account(cluster.account))
 
 
 def start_postmaster(
-    cluster: LocalCluster,
-    bindir: Path,
-    port: int,
-    account: pwd.struct_passwd | None,
-    settings: tuple[str, ...] = (),
+    cluster: LocalCluster, port: int, settings: tuple[str, ...] = ()
 ) -> subprocess.Popen:
     """Start postgres on loopback:port in its own session (Ctrl-C meant for flask spares it)."""
-    options = [
-        f"-c{s}"
-        for s in (
-            "listen_addresses=" + LOOPBACK,
-            f"port={port}",
-            "unix_socket_directories=",
-            *settings,
-        )
-    ]
+    listen = ("listen_addresses=" + LOOPBACK, f"port={port}", "unix_socket_directories=")
+    options = [f"-c{setting}" for setting in (*listen, *settings)]
     with cluster.log.open("ab") as log:
         return subprocess.Popen(
-            [bindir / "postgres", "-D", cluster.data, *options],
+            [cluster.bindir / "postgres", "-D", cluster.data, *options],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, **as_account(account),
+            start_new_session=True, **as_account(cluster.account),
         )  # fmt: skip
 
 
@@ -610,6 +600,25 @@ def exited(process: subprocess.Popen, cluster: LocalCluster) -> Callable[[], str
         return f"the PostgreSQL server exited ({process.returncode}): {cluster.last_log_line()} (log: {cluster.log})"
 
     return why
+
+
+@contextlib.contextmanager
+def throwaway_cluster(env: Env) -> Iterator[LocalCluster]:
+    """A fresh cluster on tmpfs, not started; deleted on the way out, with any server on it."""
+    bindir, account = find_server_binaries(), server_account()
+    remove_abandoned_clusters(account)
+    home = Path(tempfile.mkdtemp(prefix="pglocal-test-", dir=scratch_root()))
+    cluster = LocalCluster(home, reachable_binaries(bindir, account), account)
+    try:
+        # Who made it: this process's pid (to spot abandoned clusters), and for which project.
+        (cluster.home / "owner").write_text(f"{os.getpid()}\n{PROJECT}\n")
+        give_to(cluster.home, account)
+        make_cluster(cluster, env)
+        yield cluster
+    finally:
+        with signals_held():
+            stop_postmaster(cluster, immediate=True)
+            shutil.rmtree(cluster.home, ignore_errors=True)
 
 
 def remove_abandoned_clusters(account: pwd.struct_passwd | None) -> None:
@@ -800,7 +809,9 @@ class LocalServers(Servers):
         return found[1] if found else None
 
     def start(self) -> int:
-        bindir, account, cluster = find_server_binaries(), server_account(), self.cluster
+        account = server_account()
+        bindir = reachable_binaries(find_server_binaries(), account)
+        cluster = LocalCluster(self.cluster.home, bindir, account)
         ensure_dir(cluster.home.parent)
         give_to(ensure_dir(cluster.home, 0o700), account)
         with locked(cluster.home / "lock"):
@@ -811,10 +822,9 @@ class LocalServers(Servers):
             port = free_port() if auto else int(self.env["POSTGRES_PORT"])
             if not port_is_free(port):
                 busy_port_error(self.env, port)
-            bindir = reachable_binaries(bindir, account)
             if not (cluster.data / "PG_VERSION").is_file():
-                make_cluster(cluster, self.env, account, bindir)
-            process = start_postmaster(cluster, bindir, port, account)
+                make_cluster(cluster, self.env)
+            process = start_postmaster(cluster, port)
             wait_until_ready(self.env, LOOPBACK, port, alive=exited(process, cluster))
         return port
 
@@ -823,24 +833,15 @@ class LocalServers(Servers):
 
     @contextlib.contextmanager
     def throwaway(self) -> Iterator[int]:
-        bindir, account = find_server_binaries(), server_account()
-        remove_abandoned_clusters(account)
-        bindir = reachable_binaries(bindir, account)
-        cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="pglocal-test-", dir=scratch_root())))
-        process = None
-        try:
-            # Who made it: this inv's pid (to spot abandoned clusters), and for which project.
-            (cluster.home / "owner").write_text(f"{os.getpid()}\n{PROJECT}\n")
-            give_to(cluster.home, account)
-            make_cluster(cluster, self.env, account, bindir)
+        with throwaway_cluster(self.env) as cluster:
             port = free_port()
-            process = start_postmaster(cluster, bindir, port, account, THROWAWAY_SETTINGS)
-            wait_until_ready(self.env, LOOPBACK, port, alive=exited(process, cluster))
-            yield port
-        finally:
-            with signals_held():
-                stop_postmaster(cluster, process, immediate=True)
-                shutil.rmtree(cluster.home, ignore_errors=True)
+            process = start_postmaster(cluster, port, THROWAWAY_SETTINGS)
+            try:
+                wait_until_ready(self.env, LOOPBACK, port, alive=exited(process, cluster))
+                yield port
+            finally:
+                with signals_held():
+                    stop_postmaster(cluster, process, immediate=True)
 
     def where(self) -> str:
         return f"data {self.cluster.data}; log {self.cluster.log}"
@@ -961,6 +962,60 @@ def migrate_to_head() -> None:
         fail("the migration failed (see above); fix it, then `inv db.upgrade`")
 
 
+def web_port(env: Env) -> int:
+    """WEB_PORT (default 8000), refused when something already listens there."""
+    port = int(env.vars.get("WEB_PORT") or 8000)
+    if not port_is_free(port):
+        fail(f"port {port} is already in use: set WEB_PORT in env/{env.name}.local.env")
+    return port
+
+
+def gunicorn_command(env: Env, port: int) -> list[str]:
+    """gunicorn as production runs it: WEB_CONCURRENCY workers (default 2 per core + 1),
+    GUNICORN_THREADS threads each (default 4); more options in GUNICORN_CMD_ARGS."""
+    workers = env.vars.get("WEB_CONCURRENCY") or str(2 * (os.cpu_count() or 1) + 1)
+    threads = env.vars.get("GUNICORN_THREADS") or "4"
+    return [
+        sys.executable, "-m", "gunicorn", "--bind", f"{LOOPBACK}:{port}",
+        "--workers", workers, "--threads", threads, "wsgi:app",
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def background(args: list[str]) -> Iterator[subprocess.Popen]:
+    """A command running beside this block, terminated (and waited for) on the way out."""
+    process = subprocess.Popen(args, cwd=PROJECT)
+    try:
+        yield process
+    finally:
+        with signals_held():
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    """Until `url` answers 200, or fail when `process` (the server) exits or time runs out."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            fail(f"the server exited ({process.returncode}) before {url} answered (see above)")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    fail(f"{url} did not answer within {timeout:.0f} s")
+
+
 def confirm(question: str, yes: bool, env: Env) -> None:
     """Ask before destroying data: --yes skips the question, and is required without a TTY
     or in production."""
@@ -994,6 +1049,50 @@ def dev(c):
             f"serving http://{flask_host}:{flask_port}/ (Ctrl-C stops Flask; the database keeps running)"
         )
         raise Exit(code=flask("run", *remainder(c)))
+
+
+@task
+def serve(c):
+    """Run the app under gunicorn, as production does, against this environment's database.
+
+    Listens on 127.0.0.1:WEB_PORT (8000); WEB_CONCURRENCY workers, GUNICORN_THREADS threads.
+    """
+    env = load_env()
+    port = web_port(env)
+    with database_server(env) as (host, db_port):
+        create_database(env, host, db_port)
+        migrate_to_head()
+        say(f"serving http://{LOOPBACK}:{port}/ with gunicorn (Ctrl-C stops it)")
+        raise Exit(code=run(gunicorn_command(env, port)))
+
+
+@task(
+    help={
+        "examples": "test cases per API operation (default 50)",
+        "url": "fuzz the server running there (e.g. http://127.0.0.1:8000) instead of starting one",
+    }
+)
+def fuzz(c, examples=50, url=None):
+    """Fuzz the API from its OpenAPI description (schemathesis): no 5xx, no answer off the schema.
+
+    Without --url: the testing env, a throwaway database, and the app under gunicorn as
+    `inv serve` runs it.
+    """
+    env = load_env("testing")
+    schemathesis = shutil.which("schemathesis") or fail(
+        "schemathesis not found: `pip install -r requirements/development.txt`"
+    )
+    checks = [schemathesis, "run", "--checks", "all", "--max-examples", str(examples)]
+    if url:
+        raise Exit(code=run([*checks, f"{url.rstrip('/')}/openapi.json"]))
+    port = free_port()
+    with database_server(env, throwaway=True) as (host, db_port):
+        create_database(env, host, db_port)
+        migrate_to_head()
+        with background(gunicorn_command(env, port)) as server:
+            wait_for_http(f"http://{LOOPBACK}:{port}/health", server)
+            code = run([*checks, f"http://{LOOPBACK}:{port}/openapi.json"])
+    raise Exit(code=code)
 
 
 @task(help={"pattern": "only tests whose name matches (pytest -k)"})
@@ -1043,7 +1142,7 @@ def db_upgrade(c, revision="head"):
     env = load_env()
     with database_server(env) as (host, port):
         create_database(env, host, port)
-        raise Exit(code=flask("db", "upgrade", revision))
+        raise Exit(code=flask("db", "upgrade", "--", revision))
 
 
 @task(help={"revision": "target revision (default: -1, one step back)", "yes": "no question asked"})
@@ -1052,7 +1151,7 @@ def db_downgrade(c, revision="-1", yes=False):
     env = load_env()
     confirm(f"downgrade the {env.name} database {env['APPLICATION_DB']} to {revision}?", yes, env)
     with database_server(env):
-        raise Exit(code=flask("db", "downgrade", revision))
+        raise Exit(code=flask("db", "downgrade", "--", revision))
 
 
 @task
@@ -1155,4 +1254,4 @@ for _task in (
 ):
     db.add_task(_task, name=_task.name.removeprefix("db_").replace("_", "-"))
 
-ns = Collection(dev, test, flask_cli, compose_cli, db)
+ns = Collection(dev, serve, test, fuzz, flask_cli, compose_cli, db)

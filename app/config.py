@@ -50,7 +50,15 @@ class Config:
 
     DEBUG = False
     TESTING = False
-    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {"pool_pre_ping": True}
+    # A request body larger than this is refused with 413 before it is read.
+    MAX_CONTENT_LENGTH = 16 * 1024
+    # /health answers 503 when the database has not answered `SELECT 1` by then.
+    HEALTH_TIMEOUT = 1.5
+    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {
+        "pool_pre_ping": True,
+        # A server that does not answer fails requests in seconds (503), not minutes.
+        "connect_args": {"connect_timeout": 5},
+    }
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> dict:

@@ -1,0 +1,60 @@
+"""Whether the database answers, within a deadline whatever state its server is in."""
+
+import selectors
+import time
+
+import psycopg2
+from psycopg2 import extensions
+from sqlalchemy.engine import URL, make_url
+
+
+class DatabaseTimeout(Exception):
+    pass
+
+
+def connect_arguments(url: URL | str) -> dict:
+    """psycopg2.connect keywords for a SQLAlchemy URL (query options such as sslmode included)."""
+    url = make_url(url)
+    arguments = url.translate_connect_args(username="user", database="dbname")
+    return {**arguments, **url.query}
+
+
+def wait_until(connection, deadline: float) -> None:
+    """Drive an asynchronous psycopg2 connection until its operation completes or the deadline."""
+    with selectors.DefaultSelector() as selector:
+        while True:
+            state = connection.poll()
+            if state == extensions.POLL_OK:
+                return
+            event = selectors.EVENT_READ if state == extensions.POLL_READ else selectors.EVENT_WRITE
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DatabaseTimeout
+            selector.register(connection.fileno(), event)
+            ready = selector.select(remaining)
+            selector.unregister(connection.fileno())
+            if not ready:
+                raise DatabaseTimeout
+
+
+def database_answers(url: URL | str, timeout: float) -> bool:
+    """True when a new connection runs `SELECT 1` within `timeout` seconds.
+
+    Asynchronous psycopg2, so the deadline holds even when the server accepts the TCP
+    connection and then says nothing (a frozen or overloaded server), where a blocking
+    driver call would wait for the kernel's TCP timeouts.
+    """
+    deadline = time.monotonic() + timeout
+    connection = None
+    try:
+        connection = psycopg2.connect(**connect_arguments(url), async_=True)
+        wait_until(connection, deadline)
+        cursor = connection.cursor()
+        cursor.execute("SELECT 1")
+        wait_until(connection, deadline)
+        return cursor.fetchone() == (1,)
+    except (psycopg2.Error, DatabaseTimeout, OSError):
+        return False
+    finally:
+        if connection is not None:
+            connection.close()

