@@ -302,3 +302,20 @@ def test_auto_uses_local_binaries_when_no_docker_engine_answers(project):
     result = inv(project, "db.status", DB_SERVER="auto", DOCKER_HOST=NO_ENGINE)
     assert result.returncode == 0, result.stderr
     assert "local, chosen by DB_SERVER=auto: no Docker engine answered" in result.stdout
+
+
+def test_inv_serve_runs_gunicorn_and_stops_on_ctrl_c(project, dev_port):
+    web_port = str(free_port())
+    run = start_inv(
+        project, "local", "serve", POSTGRES_PORT=dev_port, WEB_PORT=web_port, WEB_CONCURRENCY="2"
+    )
+    try:
+        body = fetch_when_up(f"http://127.0.0.1:{web_port}/health", lambda: run.poll() is None)
+        assert body is not None and b'"database":"ok"' in body.replace(b" ", b"")
+    finally:
+        run.send_signal(signal.SIGINT)
+        output = run.communicate(timeout=TIMEOUT)[0]
+    assert run.returncode in (0, 130), output
+    assert "gunicorn" in output
+    assert tasks.port_is_free(int(web_port))
+    inv(project, "db.down")
