@@ -728,6 +728,19 @@ def compose_db_port(project: str) -> int | None:
     return int(published.group(1)) if published else None
 
 
+def remove_abandoned_projects(env: Env) -> None:
+    """Throwaway projects (`<project>-testing-<pid>-<hex>`) whose inv was killed: removed."""
+    prefix = compose_project(env, "-")
+    listing = subprocess.run(
+        ["docker", "ps", "--all", "--format", '{{.Label "com.docker.compose.project"}}'],
+        capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    for project in set(listing.split()):
+        owner = project.removeprefix(prefix).split("-")[0]
+        if project.startswith(prefix) and owner.isdigit() and not process_alive(int(owner)):
+            remove_compose_project(env, project)
+
+
 def remove_compose_project(env: Env, project: str) -> None:
     """Containers, volumes and networks of a throwaway project, gone. `docker rm -f -v` is
     the fast path; `compose down` runs only if it left a network or a named volume."""
@@ -883,6 +896,7 @@ class ComposeServers(Servers):
 
     @contextlib.contextmanager
     def throwaway(self) -> Iterator[int]:
+        remove_abandoned_projects(self.env)
         project = compose_project(self.env, f"-{os.getpid()}-{secrets.token_hex(2)}")
         try:
             yield self._up(project)

@@ -209,3 +209,16 @@ def test_the_production_stack_starts_with_its_secrets(project, ports):
         assert "gunicorn" in request.headers.get("Server", "")
     finally:
         inv(project, "compose", "--", "down", "--volumes", **ports, **secrets)
+
+
+def test_a_throwaway_project_whose_inv_was_killed_is_removed_by_the_next_run(project):
+    """SIGKILL leaves no chance to clean up: the next `inv test` removes what is left."""
+    dead_pid = 2**22 + 1  # above the largest pid Linux hands out
+    abandoned = f"{compose_prefix(project)}-testing-{dead_pid}-dead"
+    subprocess.run(
+        ["docker", "create", "--label", f"com.docker.compose.project={abandoned}", "postgres:18"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    assert project_labels(abandoned) == {abandoned}
+    assert inv(project, "test", "--pattern", "passing").returncode == 0
+    assert project_labels(abandoned) == set()
