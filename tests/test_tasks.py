@@ -5,6 +5,7 @@ so the servers they start and stop are never the developer's own.
 """
 
 import contextlib
+import functools
 import re
 import shutil
 import signal
@@ -18,6 +19,7 @@ import psycopg2
 import pytest
 from project_copy import (
     TIMEOUT,
+    check_the_warm_test_server_is_used_and_left_running,
     fetch_when_up,
     free_port,
     make_copy,
@@ -137,14 +139,7 @@ def test_an_interrupted_run_stops_its_server_and_deletes_its_cluster(project, tm
 
 
 def test_a_warm_test_server_is_used_and_left_running(project, leaves_nothing_behind):
-    assert inv(project, "db.up", APPLICATION_CONFIG="testing").returncode == 0
-    try:
-        result = inv(project, "test")
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "warm testing PostgreSQL server" in result.stderr
-        assert "running on" in inv(project, "db.status", APPLICATION_CONFIG="testing").stdout
-    finally:
-        inv(project, "db.down", APPLICATION_CONFIG="testing")
+    check_the_warm_test_server_is_used_and_left_running(functools.partial(inv, project))
 
 
 # --------------------------------------------------------------------------- the development server
