@@ -996,16 +996,20 @@ def gunicorn_command(env: Env, port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def background(args: list[str]) -> Iterator[subprocess.Popen]:
-    """A command running beside this block, terminated (and waited for) on the way out."""
-    process = subprocess.Popen(args, cwd=PROJECT)
+def background(args: list[str], log: Path | None = None) -> Iterator[subprocess.Popen]:
+    """A command running beside this block (its output in `log` if given), terminated on the
+    way out and waited for while it finishes what is in flight."""
+    with log.open("ab") if log else contextlib.nullcontext() as output:
+        process = subprocess.Popen(
+            args, cwd=PROJECT, stdin=subprocess.DEVNULL, stdout=output, stderr=output
+        )
     try:
         yield process
     finally:
         with signals_held():
             process.terminate()
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
