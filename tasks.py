@@ -167,8 +167,9 @@ def read_env_file(path: Path) -> dict[str, str]:
 def check_variables(name: str, values: dict[str, str]) -> None:
     """One error naming every missing or malformed variable, before anything starts."""
     missing = [n for n in REQUIRED_VARIABLES if not values.get(n)]
-    if name == "production" or values.get("FLASK_CONFIG") == "production":
-        missing += [] if values.get("SECRET_KEY") else ["SECRET_KEY"]
+    production = "production" in (name, values.get("FLASK_CONFIG"))
+    if production and not values.get("SECRET_KEY"):
+        missing.append("SECRET_KEY")
     if missing:
         fail(
             f"missing variable(s) {', '.join(missing)}: set them in env/{name}.env, "

@@ -489,19 +489,26 @@ def benchmark(runs: int, only: str) -> list[Row]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@contextlib.contextmanager
+def exits_on_failure(progress: Callable[[str], None]) -> Iterator[None]:
+    """A reason to stop becomes its one line and an exit status (SystemExit)."""
     try:
-        rows = benchmark(args.runs, args.only)
+        yield
     except BenchmarkError as error:
         progress(str(error))
-        return 1
+        raise SystemExit(1) from None
     except Exit as error:  # a tasks step failed, its message already says why
         print(error.message, file=sys.stderr)
-        return error.code or 1
+        raise SystemExit(error.code or 1) from None
     except KeyboardInterrupt:
         progress("interrupted")
-        return 130
+        raise SystemExit(130) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with exits_on_failure(progress):
+        rows = benchmark(args.runs, args.only)
     print(markdown_table(rows))
     return 0
 

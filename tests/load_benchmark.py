@@ -55,7 +55,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 # Importing tasks also turns SIGTERM into SystemExit, so `finally` blocks run on it too.
-from benchmark import BenchmarkError  # noqa: E402  (its sibling: one error type for both)
+from benchmark import BenchmarkError, exits_on_failure  # noqa: E402  (the sibling script)
 
 import tasks  # noqa: E402
 
@@ -707,18 +707,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+    with exits_on_failure(progress):
         wrk_version = require_wrk()
         results = measure(args.seconds, args.connections)
-    except BenchmarkError as error:
-        progress(str(error))
-        return 1
-    except Exit as error:  # a tasks step failed, its message already says why
-        print(error.message, file=sys.stderr)
-        return error.code or 1
-    except KeyboardInterrupt:
-        progress("interrupted")
-        return 130
     print(report(results, wrk_version, args.seconds, args.connections))
     problems = failures(results)
     for problem in problems:
