@@ -190,13 +190,14 @@ def check_variables(name: str, values: dict[str, str]) -> None:
         fail("POSTGRES_PORT=auto needs a server this project starts, not DB_SERVER=external")
 
 
-def check_production_config(values: dict[str, str]) -> None:
-    """Ask the app's own config whether production will start (its SECRET_KEY check).
+def check_app_config(values: dict[str, str]) -> None:
+    """Ask the app's own config whether it will start: production's checks (SECRET_KEY,
+    FLASK_DEBUG), and DATABASE_URL's form when it is set.
 
-    Only for production: importing the app costs most of a second, and the other
-    configs check nothing the variables check above has not.
+    Only then: importing the app costs most of a second, and otherwise the app checks
+    nothing the variables check above has not.
     """
-    if values["FLASK_CONFIG"] != "production":
+    if values["FLASK_CONFIG"] != "production" and not values.get("DATABASE_URL"):
         return
     from app.config import ConfigError, load_config
 
@@ -223,7 +224,7 @@ def load_env(name: str | None = None) -> Env:
     values.update(os.environ)
     values["APPLICATION_CONFIG"] = name
     check_variables(name, values)
-    check_production_config(values)
+    check_app_config(values)
     os.environ.update(values)
     return Env(name, values)
 

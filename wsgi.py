@@ -3,5 +3,10 @@
 import os
 
 from app import create_app
+from app.config import ConfigError
 
-app = create_app(os.environ.get("FLASK_CONFIG"))
+try:
+    app = create_app(os.environ.get("FLASK_CONFIG"))
+except ConfigError as error:
+    # A setting the user fixes: one line, not a traceback (gunicorn and flask both show it).
+    raise SystemExit(f"config error: {error}") from None

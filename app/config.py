@@ -1,9 +1,13 @@
 """Configuration classes, filled from the environment when `create_app` runs."""
 
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import ClassVar
 
+from dotenv import dotenv_values
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 DATABASE_VARIABLES = (
     "POSTGRES_USER",
@@ -14,6 +18,13 @@ DATABASE_VARIABLES = (
 )
 PLACEHOLDER_SECRETS = {"change-me", "changeme", "secret", "placeholder", "xxx", "todo"}
 MIN_SECRET_LENGTH = 16
+# Fewer distinct characters than this is a pattern, not a secret (a random 16-digit hex
+# key has fewer than 5 about once in millions of draws).
+MIN_SECRET_CHARACTERS = 5
+# The env files committed with the project: their SECRET_KEYs are public.
+COMMITTED_ENV_FILES = Path(__file__).resolve().parent.parent / "env"
+# Every form PaaS and managed databases hand out; all go through psycopg2, the driver shipped.
+POSTGRES_DRIVERS = {"postgres", "postgresql", "postgresql+psycopg2"}
 
 
 class ConfigError(RuntimeError):
@@ -23,9 +34,7 @@ class ConfigError(RuntimeError):
 def database_url(environ: Mapping[str, str]) -> URL:
     """DATABASE_URL as is when set, else a URL built from the POSTGRES_* variables."""
     if environ.get("DATABASE_URL"):
-        url = make_url(environ["DATABASE_URL"])
-        # Heroku-style postgres:// is not a dialect name SQLAlchemy knows.
-        return url.set(drivername="postgresql") if url.drivername == "postgres" else url
+        return managed_database_url(environ["DATABASE_URL"])
     missing = [name for name in DATABASE_VARIABLES if not environ.get(name)]
     if missing:
         raise ConfigError(
@@ -43,6 +52,56 @@ def database_url(environ: Mapping[str, str]) -> URL:
         port=int(port),
         database=environ["APPLICATION_DB"],
     )
+
+
+def managed_database_url(value: str) -> URL:
+    """DATABASE_URL in any PostgreSQL form, on psycopg2 (SQLAlchemy 2.1 maps a bare
+    postgresql:// to psycopg 3, which is not installed); query options such as sslmode kept."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ConfigError(
+            "DATABASE_URL is not a database URL: want postgresql://user:password@host:port/name"
+        ) from None
+    if url.drivername not in POSTGRES_DRIVERS:
+        raise ConfigError(
+            f"DATABASE_URL is not a PostgreSQL URL (it starts {url.drivername}://): "
+            "want postgres://, postgresql:// or postgresql+psycopg2://"
+        )
+    if not url.database:
+        raise ConfigError("DATABASE_URL names no database: want postgresql://user:password@host:port/name")
+    return url.set(drivername="postgresql+psycopg2")
+
+
+def committed_secret_keys() -> set[str]:
+    """The SECRET_KEYs of the env files committed in env/ (public: in every clone)."""
+    keys = set()
+    for path in COMMITTED_ENV_FILES.glob("*.env"):
+        if not path.name.endswith(".local.env"):
+            keys.add((dotenv_values(path).get("SECRET_KEY") or "").strip())
+    return keys - {""}
+
+
+def weak_secret_key(key: str) -> str | None:
+    """Why `key` is not fit for production, or None when it is."""
+    if not key:
+        return "SECRET_KEY is empty"
+    if key.lower() in PLACEHOLDER_SECRETS:
+        return "SECRET_KEY is a placeholder"
+    if key in committed_secret_keys():
+        return "SECRET_KEY is one committed in env/ (public in every clone)"
+    if len(key) < MIN_SECRET_LENGTH:
+        return f"SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters"
+    if re.fullmatch(r"(.+?)\1+", key, flags=re.DOTALL):
+        return "SECRET_KEY is one short part repeated"
+    if len(set(key)) < MIN_SECRET_CHARACTERS:
+        return f"SECRET_KEY has fewer than {MIN_SECRET_CHARACTERS} different characters"
+    return None
+
+
+def debug_requested(environ: Mapping[str, str]) -> bool:
+    """FLASK_DEBUG as Flask reads it (`flask --debug` sets it too)."""
+    return environ.get("FLASK_DEBUG", "").lower() not in ("", "0", "false", "no")
 
 
 class Config:
@@ -82,13 +141,22 @@ class TestingConfig(Config):
 
 
 class ProductionConfig(Config):
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> dict:
+        if debug_requested(environ):
+            raise ConfigError(
+                "FLASK_DEBUG is on with the production config: the debugger runs code for "
+                "whoever reaches it; unset FLASK_DEBUG (and drop --debug)"
+            )
+        return super().from_environ(environ)
+
     @staticmethod
     def secret_key(environ: Mapping[str, str]) -> str:
         key = environ.get("SECRET_KEY", "").strip()
-        if not key or key.lower() in PLACEHOLDER_SECRETS or len(key) < MIN_SECRET_LENGTH:
+        problem = weak_secret_key(key)
+        if problem:
             raise ConfigError(
-                "SECRET_KEY is empty, a placeholder or shorter than "
-                f"{MIN_SECRET_LENGTH} characters: set a real one, e.g. "
+                f"{problem}: set a real one, e.g. "
                 "`python -c 'import secrets; print(secrets.token_hex(32))'`"
             )
         return key

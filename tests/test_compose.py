@@ -94,7 +94,7 @@ def ports():
 
 @pytest.mark.parametrize("env", ["development", "testing", "production"])
 def test_compose_config_is_clean_for_every_environment(project, env):
-    result = inv(project, "compose", "--", "config", "--quiet", APPLICATION_CONFIG=env, SECRET_KEY="s" * 32, POSTGRES_PASSWORD="pw")  # fmt: skip
+    result = inv(project, "compose", "--", "config", "--quiet", APPLICATION_CONFIG=env, SECRET_KEY="d41d8cd98f00b204e9800998ecf8427e", POSTGRES_PASSWORD="pw")  # fmt: skip
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
@@ -192,7 +192,7 @@ def test_the_web_service_builds_answers_and_runs_as_the_host_user(project, ports
 def test_the_production_stack_starts_with_its_secrets(project, ports):
     secrets = {
         "APPLICATION_CONFIG": "production",
-        "SECRET_KEY": "s" * 32,
+        "SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e",
         "POSTGRES_PASSWORD": "pw",
     }
     try:

@@ -1,8 +1,11 @@
 """The config classes on their own: no server needed."""
 
-import pytest
+import re
 
-from app.config import ConfigError, database_url, load_config
+import pytest
+from dotenv import dotenv_values
+
+from app.config import COMMITTED_ENV_FILES, ConfigError, database_url, load_config
 
 DATABASE = {
     "POSTGRES_USER": "u",
@@ -11,7 +14,7 @@ DATABASE = {
     "POSTGRES_PORT": "6543",
     "APPLICATION_DB": "application",
 }
-REAL_SECRET = "0123456789abcdef0123456789abcdef"
+REAL_SECRET = "3f9c1e7a5b2d48f6a0c4e8b1d7f3a9c2"
 
 
 def test_url_is_built_from_the_variables_with_the_password_escaped():
@@ -24,7 +27,21 @@ def test_url_is_built_from_the_variables_with_the_password_escaped():
 
 def test_database_url_wins_over_the_variables():
     url = database_url({**DATABASE, "DATABASE_URL": "postgres://a:b@managed:5432/prod"})
-    assert (url.drivername, url.host, url.database) == ("postgresql", "managed", "prod")
+    assert (url.drivername, url.host, url.database) == ("postgresql+psycopg2", "managed", "prod")
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("mysql://u:p@db.example/app", "is not a PostgreSQL URL (it starts mysql://)"),
+        ("postgresql+asyncpg://u:p@db.example/app", "is not a PostgreSQL URL"),
+        ("db.example:5432/app", "is not a database URL"),
+        ("postgresql://u:p@db.example", "names no database"),
+    ],
+)
+def test_a_database_url_that_is_not_postgresql_is_named(value, problem):
+    with pytest.raises(ConfigError, match=re.escape(f"DATABASE_URL {problem}")):
+        database_url({"DATABASE_URL": value})
 
 
 def test_missing_variables_are_named_in_one_error():
@@ -44,10 +61,45 @@ def test_unknown_config_names_the_choices():
         load_config("staging", DATABASE)
 
 
-@pytest.mark.parametrize("secret", ["", "change-me", "short"])
-def test_production_refuses_a_placeholder_secret(secret):
-    with pytest.raises(ConfigError, match="SECRET_KEY"):
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("", "is empty"),
+        ("change-me", "is a placeholder"),
+        ("short", "is shorter than 16"),
+        ("s" * 32, "is one short part repeated"),
+        ("passwordpassword", "is one short part repeated"),
+        ("abcabcabcabcabcabcabcabc", "is one short part repeated"),
+        ("aaaabbbbccccdddd", "has fewer than 5 different characters"),
+    ],
+)
+def test_production_refuses_a_weak_secret(secret, problem):
+    with pytest.raises(ConfigError, match=f"SECRET_KEY {problem}"):
         load_config("production", {**DATABASE, "SECRET_KEY": secret})
+
+
+COMMITTED_KEYS = {
+    path.name: dotenv_values(path)["SECRET_KEY"]
+    for path in sorted(COMMITTED_ENV_FILES.glob("*.env"))
+    if dotenv_values(path).get("SECRET_KEY") and not path.name.endswith(".local.env")
+}
+
+
+@pytest.mark.parametrize("name", COMMITTED_KEYS)
+def test_production_refuses_every_secret_key_committed_in_env(name):
+    with pytest.raises(ConfigError, match="SECRET_KEY is one committed in env/"):
+        load_config("production", {**DATABASE, "SECRET_KEY": COMMITTED_KEYS[name]})
+
+
+@pytest.mark.parametrize("flag", ["1", "true", "yes"])
+def test_production_refuses_debug(flag):
+    with pytest.raises(ConfigError, match="FLASK_DEBUG is on with the production config"):
+        load_config("production", {**DATABASE, "SECRET_KEY": REAL_SECRET, "FLASK_DEBUG": flag})
+
+
+def test_production_takes_debug_off():
+    config = load_config("production", {**DATABASE, "SECRET_KEY": REAL_SECRET, "FLASK_DEBUG": "0"})
+    assert config["DEBUG"] is False
 
 
 def test_production_takes_a_real_secret():

@@ -205,7 +205,7 @@ def test_db_migrate_writes_a_migration_for_a_model_change(project, dev_port):
 # --------------------------------------------------------------------------- bad input
 
 
-PRODUCTION = {"APPLICATION_CONFIG": "production", "SECRET_KEY": "x" * 32, "POSTGRES_PASSWORD": "pw"}
+PRODUCTION = {"APPLICATION_CONFIG": "production", "SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e", "POSTGRES_PASSWORD": "pw"}
 NO_ENGINE = "unix:///nonexistent/docker.sock"
 BAD_INPUT = [
     (["db.up"], {"APPLICATION_CONFIG": "staging"}, "unknown APPLICATION_CONFIG 'staging'"),
@@ -218,7 +218,10 @@ BAD_INPUT = [
     (["db.reset"], PRODUCTION, "refusing in production"),
     (["db.downgrade"], PRODUCTION, "refusing in production"),
     (["flask", "--", "routes"], {"APPLICATION_CONFIG": "production"}, "missing variable(s) POSTGRES_PASSWORD, SECRET_KEY"),
-    (["flask", "--", "routes"], {**PRODUCTION, "SECRET_KEY": "change-me"}, "SECRET_KEY is empty, a placeholder"),
+    (["flask", "--", "routes"], {**PRODUCTION, "SECRET_KEY": "change-me"}, "SECRET_KEY is a placeholder"),
+    (["flask", "--", "routes"], {**PRODUCTION, "SECRET_KEY": "development-only-not-secret"}, "SECRET_KEY is one committed in env/"),
+    (["flask", "--", "routes"], {**PRODUCTION, "FLASK_DEBUG": "1"}, "FLASK_DEBUG is on with the production config"),
+    (["db.status"], {"DATABASE_URL": "mysql://u:p@db.example/app"}, "DATABASE_URL is not a PostgreSQL URL"),
     (["db.up"], {"DB_SERVER": "compose", "PATH": "/nonexistent"}, "no Docker client (`docker`) found"),
     (["db.up"], {"DB_SERVER": "compose", "DOCKER_HOST": NO_ENGINE}, "found no engine answering"),
 ]  # fmt: skip
