@@ -992,18 +992,12 @@ def web_port(env: Env) -> int:
     return port
 
 
-def gunicorn_command(env: Env, port: int) -> list[str]:
-    """gunicorn as production runs it: WEB_CONCURRENCY workers (default one per core, at
-    least 2), GUNICORN_THREADS threads each (default 4); more options in GUNICORN_CMD_ARGS.
-
-    One threaded worker per core beat gunicorn's 2 x cores + 1 on GET /users/<id> here
-    (tests/load_benchmark.py: 748 against 431-595 req/s, p99 49 against 113-147 ms).
-    """
-    workers = env.vars.get("WEB_CONCURRENCY") or str(max(2, os.cpu_count() or 1))
-    threads = env.vars.get("GUNICORN_THREADS") or "4"
+def gunicorn_command(port: int, *options: str) -> list[str]:
+    """gunicorn as production runs it, with its settings from gunicorn.conf.py (workers:
+    WEB_CONCURRENCY, threads: GUNICORN_THREADS), on loopback:port."""
     return [
-        sys.executable, "-m", "gunicorn", "--bind", f"{LOOPBACK}:{port}",
-        "--workers", workers, "--threads", threads, "wsgi:app",
+        sys.executable, "-m", "gunicorn", "--config", str(PROJECT / "gunicorn.conf.py"),
+        "--bind", f"{LOOPBACK}:{port}", *options, "wsgi:app",
     ]  # fmt: skip
 
 
@@ -1093,7 +1087,7 @@ def serve(c):
         create_database(env, host, db_port)
         migrate_to_head()
         say(f"serving http://{LOOPBACK}:{port}/ with gunicorn (Ctrl-C stops it)")
-        raise Exit(code=run(gunicorn_command(env, port)))
+        raise Exit(code=run(gunicorn_command(port)))
 
 
 @task(
@@ -1119,7 +1113,8 @@ def fuzz(c, examples=50, url=None):
     with database_server(env, throwaway=True) as (host, db_port):
         create_database(env, host, db_port)
         migrate_to_head()
-        with background(gunicorn_command(env, port)) as server:
+        # Without the access log: schemathesis's report is what to read.
+        with background(gunicorn_command(port, "--access-logfile", os.devnull)) as server:
             wait_for_http(f"http://{LOOPBACK}:{port}/health", server)
             code = run([*checks, f"http://{LOOPBACK}:{port}/openapi.json"])
     raise Exit(code=code)

@@ -69,7 +69,9 @@ def managed_database_url(value: str) -> URL:
             "want postgres://, postgresql:// or postgresql+psycopg2://"
         )
     if not url.database:
-        raise ConfigError("DATABASE_URL names no database: want postgresql://user:password@host:port/name")
+        raise ConfigError(
+            "DATABASE_URL names no database: want postgresql://user:password@host:port/name"
+        )
     return url.set(drivername="postgresql+psycopg2")
 
 

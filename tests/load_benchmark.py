@@ -35,6 +35,7 @@ import contextlib
 import os
 import random
 import re
+import runpy
 import secrets
 import shutil
 import statistics
@@ -332,11 +333,10 @@ def workers_cpu(master: subprocess.Popen) -> dict[int, float]:
     return {int(pid): cpu_seconds(int(pid)) for pid in children}
 
 
-def gunicorn_settings(command: list[str]) -> str:
-    """`workers x threads` as the command sets them."""
-    workers = command[command.index("--workers") + 1]
-    threads = command[command.index("--threads") + 1]
-    return f"{workers} workers x {threads} threads"
+def gunicorn_settings() -> str:
+    """`workers x threads` as gunicorn.conf.py sets them in this environment."""
+    settings = runpy.run_path(str(tasks.PROJECT / "gunicorn.conf.py"))
+    return f"{settings['workers']} workers x {settings['threads']} threads"
 
 
 def dev_server_command(port: int) -> list[str]:
@@ -553,8 +553,9 @@ def measure_gunicorn(bench: Bench) -> GunicornRun:
     """GET then POST under gunicorn; the POST result is complete once gunicorn has stopped,
     since it finishes the requests in flight first."""
     port = tasks.free_port()
-    command = tasks.gunicorn_command(bench.env, port)
-    settings = gunicorn_settings(command)
+    # Access log on, as production runs it.
+    command = tasks.gunicorn_command(port)
+    settings = gunicorn_settings()
     get_script = write_script(bench.folder, "get_user.lua", LUA_GET_USER)
     post_script = write_script(bench.folder, "post_user.lua", LUA_POST_USER)
     with serving(command, bench.folder / "gunicorn.log", port) as server:

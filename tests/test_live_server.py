@@ -1,13 +1,19 @@
 """The app under gunicorn, as `inv serve` runs it, against the test database: real HTTP,
 real concurrency, committed rows (each test removes its own)."""
 
+import contextlib
 import json
-import os
+import signal
+import socket
+import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -18,14 +24,20 @@ from app.extensions import db
 CLIENTS = 50
 
 
-@pytest.fixture(scope="module")
-def live_server(app):
-    """gunicorn serving the app on a free port, stopped after the module."""
-    env = tasks.Env("testing", dict(os.environ))
+@contextlib.contextmanager
+def gunicorn(log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """gunicorn as `inv serve` runs it (gunicorn.conf.py), on a free port, its output in `log`."""
     port = tasks.free_port()
-    with tasks.background(tasks.gunicorn_command(env, port)) as server:
+    with tasks.background(tasks.gunicorn_command(port), log) as server:
         url = f"http://127.0.0.1:{port}"
         tasks.wait_for_http(f"{url}/health", server)
+        yield url, server
+
+
+@pytest.fixture(scope="module")
+def live_server(app, tmp_path_factory):
+    """gunicorn serving the app on a free port, stopped after the module."""
+    with gunicorn(tmp_path_factory.mktemp("gunicorn") / "server.log") as (url, _):
         yield url
 
 
@@ -77,3 +89,31 @@ def test_the_live_server_answers_health_and_json_errors(live_server):
         urllib.request.urlopen(f"{live_server}/users/999999999", timeout=10)
     assert missing.value.code == 404
     assert json.load(missing.value)["error"]["code"] == "not_found"
+
+
+def test_sigterm_lets_a_request_in_flight_finish(app, race_email, tmp_path):
+    """docker stop and rolling updates send SIGTERM: a request already being received still
+    gets its answer (gunicorn.conf.py's graceful_timeout), and the server then exits cleanly."""
+    log = tmp_path / "server.log"
+    body = json.dumps({"email": race_email}).encode()
+    head = (
+        f"POST /users HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with gunicorn(log) as (url, server):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(head + body[:5])
+            time.sleep(0.5)  # the worker has read the headers and waits for the body
+            server.send_signal(signal.SIGTERM)
+            time.sleep(0.5)  # gunicorn is shutting down now
+            client.sendall(body[5:])
+            answer = b"".join(iter(lambda: client.recv(65536), b""))
+        assert server.wait(timeout=30) == 0, log.read_text()
+    assert answer.startswith(b"HTTP/1.1 201"), answer
+    with app.app_context(), db.engine.connect() as connection:
+        stored = connection.scalar(
+            text("SELECT email FROM users WHERE email = :e"), {"e": race_email}
+        )
+    assert stored == race_email
+    assert '"POST /users HTTP/1.1" 201' in log.read_text()  # the access log, on stdout

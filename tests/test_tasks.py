@@ -205,7 +205,11 @@ def test_db_migrate_writes_a_migration_for_a_model_change(project, dev_port):
 # --------------------------------------------------------------------------- bad input
 
 
-PRODUCTION = {"APPLICATION_CONFIG": "production", "SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e", "POSTGRES_PASSWORD": "pw"}
+PRODUCTION = {
+    "APPLICATION_CONFIG": "production",
+    "SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e",
+    "POSTGRES_PASSWORD": "pw",
+}
 NO_ENGINE = "unix:///nonexistent/docker.sock"
 BAD_INPUT = [
     (["db.up"], {"APPLICATION_CONFIG": "staging"}, "unknown APPLICATION_CONFIG 'staging'"),
