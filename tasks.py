@@ -13,6 +13,7 @@ import functools
 import glob
 import hashlib
 import importlib.util
+import json
 import os
 import pwd
 import re
@@ -98,7 +99,7 @@ def signals_held() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def run(args: list[str]) -> int:
+def run(args: list[str], stdin: str | None = None) -> int:
     """Run a command in the foreground with the exported env and return its exit code.
 
     Signals sent to inv reach the command once (invoke would not forward them),
@@ -115,9 +116,13 @@ def run(args: list[str]) -> int:
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            child.append(subprocess.Popen(args, cwd=PROJECT))
+            child.append(
+                subprocess.Popen(args, cwd=PROJECT, stdin=subprocess.PIPE if stdin else None)
+            )
         except FileNotFoundError:
             fail(f"{args[0]} not found: install it or put it on PATH")
+        if stdin:
+            child[0].communicate(stdin.encode())
         code = child[0].wait()
     finally:
         for signum, handler in previous.items():
@@ -1053,6 +1058,84 @@ def confirm(question: str, yes: bool, env: Env) -> None:
         fail("cancelled, nothing changed")
 
 
+# --------------------------------------------------------------------------- steps: Docker Swarm
+
+
+def require_swarm_manager() -> None:
+    require_docker()
+    state = subprocess.run(
+        ["docker", "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"],
+        capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    if state != ["active", "true"]:
+        fail(
+            "this Docker engine is not a swarm manager: `docker swarm init` makes it one "
+            "(a swarm of this machine), or run this on a manager of your swarm"
+        )
+
+
+def require_production(env: Env) -> None:
+    if env.name != "production":
+        fail("a stack is the production stack: APPLICATION_CONFIG=production inv stack.<task>")
+
+
+def build_web_image(env: Env, project: str) -> str:
+    """Build the web image as Compose does, then tag it with its own id: a changed image is
+    then a changed service, which Swarm rolls out, and an unchanged one changes nothing."""
+    if run([*compose_command(env, project), "build", "web"]) != 0:
+        fail("building the web image failed (see above)")
+    image = env.vars.get("WEB_IMAGE") or "flask-invoke-web:latest"
+    inspect = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", image], capture_output=True, text=True
+    )
+    if inspect.returncode != 0:
+        fail(f"the build made no image {image}: {inspect.stderr.strip()}")
+    repository = image.rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image
+    tag = f"{repository}:{inspect.stdout.strip().removeprefix('sha256:')[:12]}"
+    subprocess.run(["docker", "tag", image, tag], check=True)
+    return tag
+
+
+# Compose keys `docker stack deploy` refuses or ignores: the web entry point waits for the
+# database itself, Swarm restarts by deploy.restart_policy and never builds.
+COMPOSE_ONLY_KEYS = ("build", "depends_on", "restart", "container_name")
+
+
+def swarm_spec(env: Env, stack: str) -> str:
+    """compose/production.yml with compose/swarm.yml on top, as `docker compose config`
+    resolves them (one reading of the files and their variables for both paths), less what
+    Swarm's older file format refuses: long-form depends_on, a host IP on a port."""
+    files = ["-f", str(compose_file(env)), "-f", str(PROJECT / "compose" / "swarm.yml")]
+    spec = json.loads(compose_or_fail(env, stack, *files, "config", "--format", "json"))
+    for service in spec["services"].values():
+        for key in COMPOSE_ONLY_KEYS:
+            service.pop(key, None)
+        for key in ("command", "entrypoint"):
+            if service.get(key) is None:
+                service.pop(key, None)
+        for port in service.get("ports", []):
+            port.pop("host_ip", None)  # the routing mesh listens on every interface
+            port["published"] = int(port["published"])
+        deploy = service.get("deploy", {})
+        for key in ("resources", "placement"):
+            if not deploy.get(key):
+                deploy.pop(key, None)
+    for section in ("networks", "volumes"):
+        for definition in spec.get(section, {}).values():
+            definition.pop("name", None)  # the stack names them <stack>_<name>
+    spec.pop("name", None)
+    return json.dumps({"version": "3.8", **spec})
+
+
+def stack_leftovers(stack: str) -> str:
+    """Services, then networks, of the stack still present (`docker stack rm` is asynchronous)."""
+    label = ("--filter", f"label=com.docker.stack.namespace={stack}", "--quiet")
+    services = subprocess.run(["docker", "service", "ls", *label], capture_output=True, text=True)
+    containers = subprocess.run(["docker", "ps", "--all", *label], capture_output=True, text=True)
+    networks = subprocess.run(["docker", "network", "ls", *label], capture_output=True, text=True)
+    return services.stdout + containers.stdout + networks.stdout
+
+
 # --------------------------------------------------------------------------- tasks
 
 
@@ -1263,6 +1346,73 @@ def compose_cli(c):
     raise Exit(code=run(compose_command(env, compose_project(env)) + without_tty(remainder(c))))
 
 
+@task(help={"replicas": "web replicas (default: WEB_REPLICAS, else 2)"})
+def stack_deploy(c, replicas=None):
+    """Build the image and deploy the production stack on Docker Swarm (again: a rolling update).
+
+    compose/production.yml with compose/swarm.yml on top; waits until every replica runs.
+    """
+    env = load_env()
+    require_production(env)
+    require_swarm_manager()
+    stack = compose_project(env)
+    image = build_web_image(env, stack)
+    export(WEB_IMAGE=image, WEB_REPLICAS=replicas or env.vars.get("WEB_REPLICAS") or 2)
+    say(f"deploying stack {stack} with {image}, {os.environ['WEB_REPLICAS']} web replicas")
+    spec = swarm_spec(env, stack)
+    deploy = ["docker", "stack", "deploy", "--detach=false", "--resolve-image", "never"]
+    deploy += [] if sys.stdout.isatty() else ["--quiet"]  # progress bars, one line per tick
+    if run([*deploy, "--compose-file", "-", stack], stdin=spec) != 0:
+        fail(
+            f"`docker stack deploy` of {stack} failed (see above); `inv stack.status` shows where it is"
+        )
+    say(
+        f"stack {stack} is up: http://<any swarm node>:{env.vars.get('WEB_PORT') or 8000}/ "
+        "(Swarm publishes on every interface); `inv stack.status`, `inv stack.rm`"
+    )
+
+
+@task
+def stack_status(c):
+    """Show the production stack's services and their replicas on Docker Swarm."""
+    env = load_env()
+    require_production(env)
+    require_swarm_manager()
+    stack = compose_project(env)
+    if run(["docker", "stack", "services", stack]) != 0:
+        fail(f"no stack {stack}: `inv stack.deploy` deploys it")
+    raise Exit(code=run(["docker", "stack", "ps", "--filter", "desired-state=running", stack]))
+
+
+@task(help={"volumes": "also delete its volumes: the database's data", "yes": "no question asked"})
+def stack_rm(c, volumes=False, yes=False):
+    """Remove the production stack from Docker Swarm (its volumes are kept unless --volumes)."""
+    env = load_env()
+    require_production(env)
+    require_swarm_manager()
+    stack = compose_project(env)
+    if volumes:
+        confirm(f"delete the volumes of stack {stack}, with the database's data?", yes, env)
+    if not stack_leftovers(stack).strip():
+        say(f"no stack {stack}: nothing to remove")
+    else:
+        subprocess.run(["docker", "stack", "rm", stack], capture_output=True)
+        deadline = time.monotonic() + 120
+        while stack_leftovers(stack).strip():
+            if time.monotonic() > deadline:
+                fail(f"stack {stack} is still being removed after 120 s: `docker stack ps {stack}`")
+            time.sleep(0.5)
+        say(f"removed stack {stack}" + ("" if volumes else "; its volumes are kept"))
+    if volumes:
+        names = docker_list("volume", stack, "--quiet").split()
+        named = subprocess.run(
+            ["docker", "volume", "ls", "--quiet", "--filter", f"label=com.docker.stack.namespace={stack}"],
+            capture_output=True, text=True,
+        ).stdout.split()  # fmt: skip
+        for volume in {*names, *named}:
+            subprocess.run(["docker", "volume", "rm", volume], capture_output=True)
+
+
 # --------------------------------------------------------------------------- namespace
 
 db = Collection("db")
@@ -1279,4 +1429,8 @@ for _task in (
 ):
     db.add_task(_task, name=_task.name.removeprefix("db_").replace("_", "-"))
 
-ns = Collection(dev, serve, test, fuzz, flask_cli, compose_cli, db)
+stack = Collection("stack")
+for _task in (stack_deploy, stack_status, stack_rm):
+    stack.add_task(_task, name=_task.name.removeprefix("stack_"))
+
+ns = Collection(dev, serve, test, fuzz, flask_cli, compose_cli, db, stack)

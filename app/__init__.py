@@ -9,6 +9,7 @@ from app.config import load_config
 from app.errors import register_error_handlers
 from app.extensions import db, migrate
 from app.main import main
+from app.startup import prepare_database
 from app.users import users
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -25,4 +26,5 @@ def create_app(config_name: str | None = None) -> Flask:
     app.register_blueprint(main)
     app.register_blueprint(users)
     register_error_handlers(app)
+    app.cli.add_command(prepare_database)
     return app

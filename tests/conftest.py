@@ -13,9 +13,7 @@ from sqlalchemy import text
 
 from app import create_app
 from app.extensions import db
-
-# Any constant: serialises the schema upgrade of concurrent runs sharing a warm server.
-MIGRATION_LOCK = 7_201_701
+from app.startup import MIGRATION_LOCK
 
 
 class ConnectionBoundSession(Session):

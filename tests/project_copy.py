@@ -47,7 +47,14 @@ def test_waiting():
 
 def make_copy(root: Path) -> Path:
     """The project's code, env files, compose files and migrations, with three sample tests."""
-    for name in ("tasks.py", "pyproject.toml", "wsgi.py", "requirements.txt", ".dockerignore"):
+    for name in (
+        "tasks.py",
+        "pyproject.toml",
+        "wsgi.py",
+        "gunicorn.conf.py",
+        "requirements.txt",
+        ".dockerignore",
+    ):
         shutil.copy(PROJECT / name, root / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.local.env")
     for name in ("app", "env", "migrations", "compose", "requirements"):

@@ -1,0 +1,112 @@
+"""Docker Swarm for the stack test and the rolling-update benchmark: a manager for the run
+(left again if it was not one before), and HTTP from inside a stack's network."""
+
+import contextlib
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+# The routing mesh (published ports, virtual IPs) needs IPVS in the kernel; some kernels
+# (this project's CI machines among them) have none, while the overlay network and its
+# DNS round robin (`tasks.<service>`) work everywhere.
+ROUTING_MESH = Path("/proc/sys/net/ipv4/vs").is_dir()
+
+# Run inside the stack's network: every request resolves `tasks.web` again (replicas come
+# and go), round robin over the answers; prints one JSON line of counts when stdin closes
+# (or after `requests` requests).
+CLIENT = r"""
+import itertools, json, select, socket, sys, time, urllib.error, urllib.request, uuid
+
+base, requests = sys.argv[1], int(sys.argv[2])
+counts, failures, ids, turn = {}, [], [], itertools.count()
+
+def target():
+    if base != "dns":
+        return base
+    ips = sorted({a[4][0] for a in socket.getaddrinfo("tasks.web", 8000, proto=socket.IPPROTO_TCP)})
+    return f"http://{ips[next(turn) % len(ips)]}:8000"
+
+def call(method, path, body=None):
+    url = target() + path
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, None
+    except Exception as error:
+        return type(error).__name__, None
+
+n = 0
+while requests == 0 or n < requests:
+    n += 1
+    email = f"loop-{uuid.uuid4().hex}@example.com"
+    status, created = call("POST", "/users", {"email": email})
+    outcome = [("POST", status, 201)]
+    if status == 201:
+        got, user = call("GET", f"/users/{created['id']}")
+        outcome.append(("GET", got, 200))
+        if got == 200 and user["email"] != email:
+            outcome.append(("GET", "wrong-row", 200))
+    for method, got, want in outcome:
+        key = f"{method} {got}"
+        counts[key] = counts.get(key, 0) + 1
+        if got != want:
+            failures.append([round(time.time(), 2), method, got])
+    if requests == 0 and select.select([sys.stdin], [], [], 0)[0] and not sys.stdin.read(1):
+        break
+    time.sleep(0.02)
+print(json.dumps({"counts": counts, "failures": failures}))
+"""
+
+
+def swarm_state() -> str:
+    return subprocess.run(
+        ["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
+@contextlib.contextmanager
+def swarm_manager() -> Iterator[bool]:
+    """This engine as a swarm manager for the block; yields whether it was one before."""
+    before = swarm_state()
+    if before != "active":
+        subprocess.run(
+            ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"],
+            capture_output=True, check=True,
+        )  # fmt: skip
+    try:
+        yield before == "active"
+    finally:
+        if before != "active":
+            subprocess.run(["docker", "swarm", "leave", "--force"], capture_output=True)
+
+
+def client_command(network: str, image: str, base: str, requests: int) -> list[str]:
+    """The request loop in a container on `network` (the web image has Python); base is a
+    URL, or `dns` for the replicas by DNS round robin."""
+    return [
+        "docker", "run", "--rm", "-i", "--network", network, "--entrypoint", "python",
+        image, "-c", CLIENT, base, str(requests),
+    ]  # fmt: skip
+
+
+def run_client(network: str, image: str, base: str, requests: int) -> dict:
+    result = subprocess.run(
+        client_command(network, image, base, requests),
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def remove_images(repository: str) -> None:
+    """Every tag of `repository` (the stack's builds), and the images left dangling by them."""
+    ids = subprocess.run(
+        ["docker", "image", "ls", "--quiet", repository], capture_output=True, text=True
+    ).stdout.split()
+    if ids:
+        subprocess.run(["docker", "image", "rm", "--force", *set(ids)], capture_output=True)

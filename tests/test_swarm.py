@@ -1,0 +1,129 @@
+"""The production stack on Docker Swarm, through the real `inv stack.*`, in a copy of the
+project: 3 replicas, migrations once, real API calls, nothing left behind.
+
+Skipped, with the reason, where no Docker engine answers (a failure under CI=true).
+"""
+
+import os
+import secrets
+import subprocess
+
+import pytest
+from project_copy import free_port, make_copy, run_inv
+from swarm import ROUTING_MESH, remove_images, run_client, swarm_manager, swarm_state
+
+import tasks
+
+if not tasks.docker_engine_answers():
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI must have a Docker engine (.ci/run runs provision)", pytrace=False)
+    pytest.skip("no Docker engine answers (`docker version`)", allow_module_level=True)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return make_copy(tmp_path_factory.mktemp(f"swarm{os.getpid()}-"))
+
+
+@pytest.fixture
+def production(project):
+    """The copy's production settings: its own image name, a free port, real secrets."""
+    return {
+        "APPLICATION_CONFIG": "production",
+        "SECRET_KEY": secrets.token_hex(32),
+        "POSTGRES_PASSWORD": secrets.token_hex(8),
+        "WEB_IMAGE": f"{project.name.lower()}-web:latest",
+        "WEB_PORT": str(free_port()),
+    }
+
+
+def inv(project, *args, **env):
+    return run_inv(project, "compose", *args, **env)
+
+
+def test_not_a_swarm_manager_is_one_line(project, production):
+    if swarm_state() == "active":
+        pytest.skip("this engine is a swarm manager already")
+    result = inv(project, "stack.deploy", **production)
+    assert (result.returncode, result.stderr.count("\n")) == (1, 1), result.stderr
+    assert "not a swarm manager: `docker swarm init`" in result.stderr
+
+
+def test_a_stack_refuses_to_deploy_without_its_secrets(project, production):
+    result = inv(project, "stack.deploy", **{**production, "SECRET_KEY": ""})
+    assert (result.returncode, result.stderr.count("\n")) == (1, 1), result.stderr
+    assert "missing variable(s) SECRET_KEY" in result.stderr
+
+
+def test_three_replicas_serve_the_api_and_migrated_once(project, production):
+    stack = f"{project.name.lower()}-production"
+    repository = production["WEB_IMAGE"].split(":")[0]
+    dangling_before = set(dangling_images())
+    with swarm_manager():
+        try:
+            deploy = inv(project, "stack.deploy", "--replicas", "3", **production)
+            assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+
+            services = docker("service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}", "--format", "{{.Name}} {{.Replicas}}")  # fmt: skip
+            assert sorted(services.split("\n")) == [f"{stack}_db 1/1", f"{stack}_web 3/3"]
+            status = inv(project, "stack.status", **production)
+            assert status.returncode == 0 and f"{stack}_web" in status.stdout
+
+            logs = service_logs(f"{stack}_web")
+            assert logs.count("Running upgrade  -> 0001") == 1, logs
+            assert logs.count("is at head") == 3, logs
+
+            # POST on one replica, GET the same row from every replica (tasks.web: each one).
+            image = docker("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", f"{stack}_web")  # fmt: skip
+            calls = run_client(f"{stack}_default", image, "dns", requests=6)
+            assert calls == {"counts": {"POST 201": 6, "GET 200": 6}, "failures": []}
+            health = run_client_health(f"{stack}_default", image)
+            assert health == ["200"] * 3
+            if ROUTING_MESH:
+                mesh = run_client(
+                    "host", image, f"http://127.0.0.1:{production['WEB_PORT']}", requests=3
+                )
+                assert mesh["failures"] == []
+        finally:
+            removed = inv(project, "stack.rm", "--volumes", "--yes", **production)
+            remove_images(repository)
+        assert removed.returncode == 0, removed.stderr
+        assert tasks.stack_leftovers(stack).strip() == ""
+        assert docker("volume", "ls", "--quiet", "--filter", f"name={stack}") == ""
+    assert docker("image", "ls", "--quiet", repository) == ""
+    assert set(dangling_images()) <= dangling_before
+
+
+def run_client_health(network: str, image: str) -> list[str]:
+    """GET /health on every replica, by its own address."""
+    script = (
+        "import socket, urllib.request\n"
+        "ips = sorted({a[4][0] for a in socket.getaddrinfo('tasks.web', 8000, proto=socket.IPPROTO_TCP)})\n"
+        "for ip in ips: print(urllib.request.urlopen(f'http://{ip}:8000/health', timeout=5).status)\n"
+    )
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--network", network, "--entrypoint", "python", image, "-c", script],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def docker(*args: str) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def dangling_images() -> list[str]:
+    return docker("image", "ls", "--quiet", "--filter", "dangling=true").split()
+
+
+def service_logs(service: str) -> str:
+    """Every replica's output; the entry point and alembic write to stderr."""
+    result = subprocess.run(
+        ["docker", "service", "logs", "--raw", service], capture_output=True, text=True, timeout=60
+    )
+    return result.stdout + result.stderr
