@@ -49,11 +49,13 @@ def wait_for_server(url: URL, timeout: float) -> None:
         except psycopg2.OperationalError as error:
             reason = (str(error).strip().splitlines() or [repr(error)])[-1]
             if any(text in reason for text in FATAL_CONNECT_ERRORS):
-                raise StartupError(f"PostgreSQL at {url.host}:{url.port} refused us: {reason}")
+                raise StartupError(
+                    f"PostgreSQL at {url.host}:{url.port} refused us: {reason}"
+                ) from None
             if time.monotonic() > deadline:
                 raise StartupError(
                     f"no PostgreSQL answered at {url.host}:{url.port} within {timeout:.0f} s: {reason}"
-                )
+                ) from None
             time.sleep(0.5)
 
 

@@ -103,10 +103,23 @@ def run_client(network: str, image: str, base: str, requests: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def remove_images(repository: str) -> None:
-    """Every tag of `repository` (the stack's builds), and the images left dangling by them."""
+def remove_images(repository: str, project_prefix: str) -> None:
+    """Every tag of `repository`, and the images that rebuilds of the Compose projects
+    starting with `project_prefix` left dangling (Compose labels what it builds)."""
     ids = subprocess.run(
         ["docker", "image", "ls", "--quiet", repository], capture_output=True, text=True
     ).stdout.split()
+    dangling = subprocess.run(
+        ["docker", "image", "ls", "--quiet", "--filter", "dangling=true"],
+        capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    if dangling:
+        labels = subprocess.run(
+            ["docker", "image", "inspect", "--format",
+             '{{.Id}} {{index .Config.Labels "com.docker.compose.project"}}', *dangling],
+            capture_output=True, text=True,
+        ).stdout.splitlines()  # fmt: skip
+        pairs = (line.partition(" ") for line in labels)
+        ids += [image for image, _, project in pairs if project.startswith(project_prefix)]
     if ids:
         subprocess.run(["docker", "image", "rm", "--force", *set(ids)], capture_output=True)

@@ -5,10 +5,13 @@ because .ci/run provisions an engine.
 """
 
 import functools
+import json
 import os
 import re
 import signal
 import subprocess
+import time
+import urllib.error
 import urllib.request
 
 import psycopg2
@@ -24,6 +27,7 @@ from project_copy import (
     start_inv,
     wait_for_marker,
 )
+from swarm import remove_images
 
 import tasks
 
@@ -177,33 +181,147 @@ def test_development_data_survives_down_and_up(project, ports):
         inv(project, "compose", "--", "down", "--volumes", **ports)
 
 
-def test_the_web_service_builds_answers_and_runs_as_the_host_user(project, ports):
+def test_the_development_stack_creates_its_database_and_serves_the_api(project, ports, web_image):
+    """From nothing (no volume, no database): `inv compose -- up --build` serves the API."""
+    env = {**ports, "WEB_IMAGE": web_image("dev")}
     try:
-        up = inv(project, "compose", "--", "up", "--detach", "--build", "web", **ports)
+        up = inv(project, "compose", "--", "up", "--detach", "--build", **env)
         assert up.returncode == 0, up.stderr
-        body = fetch_when_up(f"http://127.0.0.1:{ports['WEB_PORT']}/")
-        assert body == b"Hello, World!"
-        uid = inv(project, "compose", "--", "exec", "web", "id", "-u", **ports)
+        url = f"http://127.0.0.1:{ports['WEB_PORT']}"
+        assert_the_api_works(url, "dev@example.com")
+        uid = inv(project, "compose", "--", "exec", "web", "id", "-u", **env)
         assert uid.stdout.strip() == str(os.getuid())
+        logs = inv(project, "compose", "--", "logs", "web", **env).stdout
+        assert "prepare-database: created database application" in logs
     finally:
-        inv(project, "compose", "--", "down", "--volumes", **ports)
+        inv(project, "compose", "--", "down", "--volumes", **env)
 
 
-def test_the_production_stack_starts_with_its_secrets(project, ports):
-    secrets = {
-        "APPLICATION_CONFIG": "production",
-        "SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e",
-        "POSTGRES_PASSWORD": "pw",
-    }
+def test_the_production_stack_serves_the_api_and_keeps_its_data(project, ports, web_image):
+    """From nothing: POST, GET the same row, /health; then down + up (volume kept): still there."""
+    env = {**ports, **PRODUCTION, "WEB_IMAGE": web_image("latest")}
+    url = f"http://127.0.0.1:{ports['WEB_PORT']}"
     try:
-        up = inv(project, "compose", "--", "up", "--detach", "--build", **ports, **secrets)
+        up = inv(project, "compose", "--", "up", "--detach", "--build", "--wait", **env)
         assert up.returncode == 0, up.stderr
-        body = fetch_when_up(f"http://127.0.0.1:{ports['WEB_PORT']}/")
-        assert body == b"Hello, World!"
-        request = urllib.request.urlopen(f"http://127.0.0.1:{ports['WEB_PORT']}/", timeout=5)
-        assert "gunicorn" in request.headers.get("Server", "")
+        created = assert_the_api_works(url, "prod@example.com")
+        server = urllib.request.urlopen(f"{url}/health", timeout=5).headers.get("Server", "")
+        assert "gunicorn" in server
+
+        assert inv(project, "compose", "--", "down", **env).returncode == 0
+        up = inv(project, "compose", "--", "up", "--detach", "--wait", **env)
+        assert up.returncode == 0, up.stderr
+        assert call(url, "GET", f"/users/{created['id']}") == (200, created)
+        logs = inv(project, "compose", "--", "logs", "web", **env).stdout
+        assert logs.count("Running upgrade  -> 0001") == 0  # the logs are of the new container
+        assert "prepare-database: database application on db:5432 is at head" in logs
     finally:
-        inv(project, "compose", "--", "down", "--volumes", **ports, **secrets)
+        inv(project, "compose", "--", "down", "--volumes", **env)
+
+
+def test_production_web_replicas_migrate_once_and_a_failed_migration_never_serves(
+    project, ports, web_image
+):
+    """Three web containers starting at once: one migrates. Then a broken migration: each
+    container says so in one line and exits; nothing answers."""
+    env = {**ports, **PRODUCTION, "WEB_IMAGE": web_image("latest")}
+    # Three replicas cannot share one host port: no ports for this run.
+    override = project / "compose" / "no-ports.yml"
+    override.write_text("services:\n  web:\n    ports: !reset []\n")
+    files = ["-f", "compose/production.yml", "-f", str(override)]
+    broken = project / "migrations" / "versions" / "0099_broken.py"
+    try:
+        up = inv(project, "compose", "--", *files, "up", "--detach", "--build", "--wait", "--scale", "web=3", **env)  # fmt: skip
+        assert up.returncode == 0, up.stderr
+        logs = inv(project, "compose", "--", *files, "logs", "web", **env).stdout
+        assert logs.count("Running upgrade  -> 0001") == 1, logs
+        assert logs.count("is at head") == 3, logs
+
+        broken.write_text(BROKEN_MIGRATION)
+        inv(project, "compose", "--", *files, "up", "--detach", "--build", "--scale", "web=1", **env)  # fmt: skip
+        deadline = time.monotonic() + TIMEOUT
+        while "not serving" not in (logs := inv(project, "compose", "--", *files, "logs", "web", **env).stdout):  # fmt: skip
+            assert time.monotonic() < deadline, logs
+            time.sleep(1)
+        assert "prepare-database: the migration failed:" in logs
+        assert "Listening at" not in logs
+        state = inv(project, "compose", "--", *files, "ps", "--all", "--format", "{{.State}} {{.Health}}", "web", **env)  # fmt: skip
+        assert "healthy" not in state.stdout.replace("unhealthy", ""), state.stdout
+        # Rolled back as one transaction: the schema as it was.
+        assert psql(project, env, "SELECT version_num FROM alembic_version") == "0002"
+        assert psql(project, env, "SELECT to_regclass('half_made')") == ""
+    finally:
+        broken.unlink(missing_ok=True)
+        inv(project, "compose", "--", *files, "down", "--volumes", **env)
+        override.unlink()
+
+
+PRODUCTION = {
+    "APPLICATION_CONFIG": "production",
+    "SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e",
+    "POSTGRES_PASSWORD": "pw",
+}
+
+BROKEN_MIGRATION = """
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0099"
+down_revision = "0002"
+
+
+def upgrade():
+    op.create_table("half_made", sa.Column("id", sa.Integer, primary_key=True))
+    op.execute("SELECT no_such_function()")
+
+
+def downgrade():
+    op.drop_table("half_made")
+"""
+
+
+@pytest.fixture
+def web_image(project):
+    """An image name of the copy's own (`<copy>-web:<tag>`), removed after the test with
+    whatever its builds left dangling."""
+    repository = f"{compose_prefix(project)}-web"
+    dangling = set(docker_ids("image", "ls", "--quiet", "--filter", "dangling=true"))
+    yield lambda tag: f"{repository}:{tag}"
+    remove_images(repository, compose_prefix(project))
+    assert set(docker_ids("image", "ls", "--quiet", "--filter", "dangling=true")) <= dangling
+
+
+def docker_ids(*args: str) -> list[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True).stdout.split()
+
+
+def call(url: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"{url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def assert_the_api_works(url: str, email: str) -> dict:
+    """POST -> 201, GET the same row -> 200, /health -> 200, as a client would; the user made."""
+    assert fetch_when_up(f"{url}/health") is not None
+    status, created = call(url, "POST", "/users", {"email": email})
+    assert (status, created["email"]) == (201, email)
+    assert call(url, "GET", f"/users/{created['id']}") == (200, created)
+    assert call(url, "GET", "/health") == (200, {"status": "ok", "database": "ok"})
+    return created
+
+
+def psql(project, env, query: str) -> str:
+    """`query` on the stack's application database, by psql inside the db container."""
+    result = inv(project, "compose", "--", "exec", "db", "psql", "-U", "postgres", "-d", "application", "-tAc", query, **env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def test_a_throwaway_project_whose_inv_was_killed_is_removed_by_the_next_run(project):

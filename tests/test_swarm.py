@@ -88,7 +88,7 @@ def test_three_replicas_serve_the_api_and_migrated_once(project, production):
                 assert mesh["failures"] == []
         finally:
             removed = inv(project, "stack.rm", "--volumes", "--yes", **production)
-            remove_images(repository)
+            remove_images(repository, project.name.lower())
         assert removed.returncode == 0, removed.stderr
         assert tasks.stack_leftovers(stack).strip() == ""
         assert docker("volume", "ls", "--quiet", "--filter", f"name={stack}") == ""
