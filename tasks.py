@@ -1413,6 +1413,34 @@ def stack_rm(c, volumes=False, yes=False):
             subprocess.run(["docker", "volume", "rm", volume], capture_output=True)
 
 
+@task(
+    help={
+        "package": "upgrade this package to the newest version its range allows",
+        "all": "upgrade every package within its range",
+    }
+)
+def lock(c, package=None, all=False):
+    """Re-lock requirements/*.txt (pinned, with hashes) from the ranges in requirements/*.in.
+
+    production, then testing and development constrained by the layer below, so that a
+    package has one version in all three. Needs uv (requirements/development.txt).
+    """
+    uv = shutil.which("uv") or fail("uv not found: `pip install -r requirements/development.txt`")
+    compile_ = [uv, "pip", "compile", "--quiet", "--universal", "--python-version", "3.11", "--generate-hashes",
+                "--index-url", "https://pypi.org/simple", "--custom-compile-command", "inv lock"]  # fmt: skip
+    compile_ += ["--upgrade"] if all else ["--upgrade-package", package] if package else []
+    below = None
+    for layer in ("production", "testing", "development"):
+        constraint = ["--constraint", f"requirements/{below}.txt"] if below else []
+        layer_in, layer_txt = f"requirements/{layer}.in", f"requirements/{layer}.txt"
+        c.run(
+            shlex.join([*compile_, *constraint, layer_in, "-o", layer_txt]),
+            env={"UV_NO_CONFIG": "1"},
+        )
+        below = layer
+    say("locked; install with `pip install -r requirements/development.txt`")
+
+
 # --------------------------------------------------------------------------- namespace
 
 db = Collection("db")
@@ -1433,4 +1461,4 @@ stack = Collection("stack")
 for _task in (stack_deploy, stack_status, stack_rm):
     stack.add_task(_task, name=_task.name.removeprefix("stack_"))
 
-ns = Collection(dev, serve, test, fuzz, flask_cli, compose_cli, db, stack)
+ns = Collection(dev, serve, test, fuzz, lock, flask_cli, compose_cli, db, stack)

@@ -114,7 +114,9 @@ def main() -> None:
                 f"rollout {statistics.median(seconds):.1f} s"
             )
         finally:
-            subprocess.run([*INV, "stack.rm", "--volumes", "--yes"], cwd=root, env=environ, capture_output=True)
+            subprocess.run(
+                [*INV, "stack.rm", "--volumes", "--yes"], cwd=root, env=environ, capture_output=True
+            )
             remove_images(repository, root.name.lower())
 
 
