@@ -686,13 +686,21 @@ def docker_engine_answers() -> bool:
 NO_DOCKER = "or use DB_SERVER=local (PostgreSQL binaries, no Docker)"
 
 
-def require_docker() -> None:
-    """One line saying what is missing: the client or the engine (Compose v2: at first use)."""
+def require_docker(alternative: str = NO_DOCKER) -> None:
+    """One line saying what is missing: the client or the engine (Compose v2: at first use),
+    and what else to do (`alternative`: the database servers have one, stacks none)."""
+    alternative = f", {alternative}" if alternative else ""
     if not shutil.which("docker"):
-        fail(f"no Docker client (`docker`) found on PATH: install Docker, {NO_DOCKER}")
+        fail(f"no Docker client (`docker`) found on PATH: install Docker{alternative}")
     if not docker_engine_answers():
+        denied = subprocess.run(["docker", "version"], capture_output=True, text=True).stderr
+        if "permission denied" in denied:
+            fail(
+                "the Docker engine runs, but this user may not use its socket (permission denied): "
+                f"add yourself to the `docker` group and log in again{alternative}"
+            )
         fail(
-            f"the Docker client found no engine answering (`docker version` failed): start Docker, {NO_DOCKER}"
+            f"the Docker client found no engine answering (`docker version` failed): start Docker{alternative}"
         )
     # Files the `web` service writes on the bind mount belong to the host user.
     export(HOST_UID=os.getuid(), HOST_GID=os.getgid())
@@ -1062,7 +1070,7 @@ def confirm(question: str, yes: bool, env: Env) -> None:
 
 
 def require_swarm_manager() -> None:
-    require_docker()
+    require_docker(alternative="")
     state = subprocess.run(
         ["docker", "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"],
         capture_output=True, text=True,
@@ -1342,7 +1350,7 @@ def without_tty(args: list[str]) -> list[str]:
 def compose_cli(c):
     """docker compose on this environment's project: `inv compose -- logs db`, `-- ps`."""
     env = load_env()
-    require_docker()
+    require_docker(alternative="")
     raise Exit(code=run(compose_command(env, compose_project(env)) + without_tty(remainder(c))))
 
 
