@@ -1136,7 +1136,8 @@ def swarm_spec(env: Env, stack: str) -> str:
 
 
 def stack_leftovers(stack: str) -> str:
-    """Services, then networks, of the stack still present (`docker stack rm` is asynchronous)."""
+    """Ids of the stack's services, containers and networks still present (`docker stack rm`
+    returns before they are gone)."""
     label = ("--filter", f"label=com.docker.stack.namespace={stack}", "--quiet")
     services = subprocess.run(["docker", "service", "ls", *label], capture_output=True, text=True)
     containers = subprocess.run(["docker", "ps", "--all", *label], capture_output=True, text=True)
@@ -1412,12 +1413,11 @@ def stack_rm(c, volumes=False, yes=False):
             time.sleep(0.5)
         say(f"removed stack {stack}" + ("" if volumes else "; its volumes are kept"))
     if volumes:
-        names = docker_list("volume", stack, "--quiet").split()
-        named = subprocess.run(
-            ["docker", "volume", "ls", "--quiet", "--filter", f"label=com.docker.stack.namespace={stack}"],
-            capture_output=True, text=True,
-        ).stdout.split()  # fmt: skip
-        for volume in {*names, *named}:
+        label = f"label=com.docker.stack.namespace={stack}"
+        listing = subprocess.run(
+            ["docker", "volume", "ls", "--quiet", "--filter", label], capture_output=True, text=True
+        )
+        for volume in listing.stdout.split():
             subprocess.run(["docker", "volume", "rm", volume], capture_output=True)
 
 

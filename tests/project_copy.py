@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 import tasks
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -128,3 +130,12 @@ def check_the_warm_test_server_is_used_and_left_running(inv) -> None:
         assert "running on" in inv("db.status", APPLICATION_CONFIG="testing").stdout
     finally:
         assert inv("db.down", APPLICATION_CONFIG="testing").returncode == 0
+
+
+def skip_module_without_docker_engine() -> None:
+    """Skip the calling test module, with the reason, where no Docker engine answers; under
+    CI=true fail instead, because .ci/run provisions an engine."""
+    if not tasks.docker_engine_answers():
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must have a Docker engine (.ci/run runs provision)", pytrace=False)
+        pytest.skip("no Docker engine answers (`docker version`)", allow_module_level=True)

@@ -19,7 +19,7 @@ CLIENT = r"""
 import itertools, json, select, socket, sys, time, urllib.error, urllib.request, uuid
 
 base, requests = sys.argv[1], int(sys.argv[2])
-counts, failures, ids, turn = {}, [], [], itertools.count()
+counts, failures, turn = {}, [], itertools.count()
 
 def target():
     if base != "dns":
@@ -70,8 +70,8 @@ def swarm_state() -> str:
 
 
 @contextlib.contextmanager
-def swarm_manager() -> Iterator[bool]:
-    """This engine as a swarm manager for the block; yields whether it was one before."""
+def swarm_manager() -> Iterator[None]:
+    """This engine as a swarm manager for the block, left again if it was not one before."""
     before = swarm_state()
     if before != "active":
         subprocess.run(
@@ -79,7 +79,7 @@ def swarm_manager() -> Iterator[bool]:
             capture_output=True, check=True,
         )  # fmt: skip
     try:
-        yield before == "active"
+        yield
     finally:
         if before != "active":
             subprocess.run(["docker", "swarm", "leave", "--force"], capture_output=True)
@@ -109,10 +109,7 @@ def remove_images(repository: str, project_prefix: str) -> None:
     ids = subprocess.run(
         ["docker", "image", "ls", "--quiet", repository], capture_output=True, text=True
     ).stdout.split()
-    dangling = subprocess.run(
-        ["docker", "image", "ls", "--quiet", "--filter", "dangling=true"],
-        capture_output=True, text=True,
-    ).stdout.split()  # fmt: skip
+    dangling = dangling_images()
     if dangling:
         labels = subprocess.run(
             ["docker", "image", "inspect", "--format",
@@ -123,3 +120,11 @@ def remove_images(repository: str, project_prefix: str) -> None:
         ids += [image for image, _, project in pairs if project.startswith(project_prefix)]
     if ids:
         subprocess.run(["docker", "image", "rm", "--force", *set(ids)], capture_output=True)
+
+
+def dangling_images() -> list[str]:
+    """Ids of the images no tag names any more (what rebuilds leave behind)."""
+    return subprocess.run(
+        ["docker", "image", "ls", "--quiet", "--filter", "dangling=true"],
+        capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip

@@ -24,17 +24,13 @@ from project_copy import (
     free_port,
     make_copy,
     run_inv,
+    skip_module_without_docker_engine,
     start_inv,
     wait_for_marker,
 )
-from swarm import remove_images
+from swarm import dangling_images, remove_images
 
-import tasks
-
-if not tasks.docker_engine_answers():
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI must have a Docker engine (.ci/run runs provision)", pytrace=False)
-    pytest.skip("no Docker engine answers (`docker version`)", allow_module_level=True)
+skip_module_without_docker_engine()
 
 
 pytestmark = pytest.mark.e2e
@@ -285,14 +281,10 @@ def web_image(project):
     """An image name of the copy's own (`<copy>-web:<tag>`), removed after the test with
     whatever its builds left dangling."""
     repository = f"{compose_prefix(project)}-web"
-    dangling = set(docker_ids("image", "ls", "--quiet", "--filter", "dangling=true"))
+    dangling = set(dangling_images())
     yield lambda tag: f"{repository}:{tag}"
     remove_images(repository, compose_prefix(project))
-    assert set(docker_ids("image", "ls", "--quiet", "--filter", "dangling=true")) <= dangling
-
-
-def docker_ids(*args: str) -> list[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True).stdout.split()
+    assert set(dangling_images()) <= dangling
 
 
 def call(url: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:

@@ -9,15 +9,19 @@ import secrets
 import subprocess
 
 import pytest
-from project_copy import free_port, make_copy, run_inv
-from swarm import ROUTING_MESH, remove_images, run_client, swarm_manager, swarm_state
+from project_copy import free_port, make_copy, run_inv, skip_module_without_docker_engine
+from swarm import (
+    ROUTING_MESH,
+    dangling_images,
+    remove_images,
+    run_client,
+    swarm_manager,
+    swarm_state,
+)
 
 import tasks
 
-if not tasks.docker_engine_answers():
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI must have a Docker engine (.ci/run runs provision)", pytrace=False)
-    pytest.skip("no Docker engine answers (`docker version`)", allow_module_level=True)
+skip_module_without_docker_engine()
 
 pytestmark = pytest.mark.e2e
 
@@ -115,10 +119,6 @@ def docker(*args: str) -> str:
     result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
-
-
-def dangling_images() -> list[str]:
-    return docker("image", "ls", "--quiet", "--filter", "dangling=true").split()
 
 
 def service_logs(service: str) -> str:
