@@ -7,7 +7,7 @@ import os
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 
 # One threaded worker per core (at least 2) beat gunicorn's usual 2 x cores + 1 on this
-# app (tests/load_benchmark.py: 748 against 431-595 req/s on 2 cores, p99 49 against 113 ms).
+# app (benchmarks/load.py: 748 against 431-595 req/s on 2 cores, p99 49 against 113 ms).
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, os.cpu_count() or 1))
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
 worker_class = "gthread"

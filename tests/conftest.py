@@ -1,51 +1,102 @@
 """Fixtures named for what they give: `app`, `client`, `database`.
 
-The suite runs through `inv test`, which starts a throwaway PostgreSQL and exports
-its address in the variables the app reads.
+Under `inv test` the test database is the one it started. Under plain `pytest` (a terminal,
+an IDE) the first test that needs a database starts a throwaway one through the same steps,
+or uses the warm one of `APPLICATION_CONFIG=testing inv db.up`, and stops what it started.
 """
 
+import contextlib
+import functools
 import os
 
 import pytest
-from flask_migrate import upgrade
-from flask_sqlalchemy.session import Session
+from invoke import Exit
 from sqlalchemy import text
 
-from app import create_app
-from app.extensions import db
-from app.startup import MIGRATION_LOCK
-
-
-class ConnectionBoundSession(Session):
-    """A session that always uses its bind, the test's connection.
-
-    Flask-SQLAlchemy's Session picks the engine by bind key, which would step out of
-    the test's transaction.
-    """
-
-    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
-        return bind or self.bind
+# What `inv test` exports once its database is ready.
+PREPARED = "INV_TEST_DATABASE"
 
 
 @pytest.fixture(scope="session")
-def app():
+def test_database():
+    """(host, port) of the test database: `inv test`'s, or one started for this session."""
+    if os.environ.get(PREPARED):
+        host, port = os.environ[PREPARED].rsplit(":", 1)
+        yield host, int(port)
+        return
+    from steps.environment import load_env
+    from steps.postgres import create_database
+    from steps.servers import database_server
+
+    with contextlib.ExitStack() as stack:
+        try:
+            env = load_env("testing")
+            host, port = stack.enter_context(database_server(env, throwaway=True))
+            create_database(env, host, port)
+        except Exit as error:
+            pytest.exit(error.message or f"exit {error.code}", returncode=4)
+        yield host, port
+
+
+@pytest.fixture(scope="session")
+def app(test_database):
     """The app in the testing config, its database migrated to head once per session."""
-    if os.environ.get("APPLICATION_CONFIG") != "testing":
-        pytest.exit(
-            "run the suite with `inv test`: it starts a throwaway PostgreSQL and exports "
-            "its variables (APPLICATION_CONFIG is not `testing` here)",
-            returncode=4,
-        )
+    from app import create_app
+    from app.extensions import db
+
     app = create_app("testing")
     with app.app_context():
         with db.engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
-            try:
-                upgrade()
-            finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            if not at_head(connection):
+                migrate(connection)
         db.engine.dispose()
     return app
+
+
+def migrations_digest() -> str:
+    """A digest of migrations/: when it and alembic_version are as the last upgrade left
+    them, the schema is at head and alembic need not run (a warm server, run after run)."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    for path in sorted((Path(__file__).parent.parent / "migrations").rglob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def schema_mark(connection) -> str | None:
+    version = connection.execute(text("SELECT to_regclass('alembic_version')")).scalar()
+    if version is None:
+        return None
+    revision = connection.execute(text("SELECT max(version_num) FROM alembic_version")).scalar()
+    return f"migrations {migrations_digest()} at {revision}"
+
+
+def at_head(connection) -> bool:
+    comment = connection.execute(
+        text(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()"
+        )
+    ).scalar()
+    return comment is not None and comment == schema_mark(connection)
+
+
+def migrate(connection) -> None:
+    """`flask db upgrade` under the lock the containers take, then mark the database at head."""
+    from flask_migrate import upgrade
+
+    from app.startup import MIGRATION_LOCK
+
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+    try:
+        upgrade()
+    finally:
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+    name = connection.execute(text("SELECT current_database()")).scalar()
+    mark = schema_mark(connection).replace("'", "''")
+    connection.execute(text(f"COMMENT ON DATABASE \"{name}\" IS '{mark}'"))
+    connection.commit()
 
 
 @pytest.fixture
@@ -54,13 +105,15 @@ def database(app):
 
     Savepoint mode: the code under test may commit and roll back as it likes.
     """
+    from app.extensions import db
+
     with app.app_context():
         connection = db.engine.connect()
         transaction = connection.begin()
         outer_session = db.session
         db.session = db._make_scoped_session(
             {
-                "class_": ConnectionBoundSession,
+                "class_": connection_bound_session(),
                 "bind": connection,
                 "join_transaction_mode": "create_savepoint",
             }
@@ -72,6 +125,19 @@ def database(app):
             db.session = outer_session
             transaction.rollback()
             connection.close()
+
+
+@functools.cache
+def connection_bound_session():
+    """A session class that always uses its bind, the test's connection: Flask-SQLAlchemy's
+    Session picks the engine by bind key, which would step out of the test's transaction."""
+    from flask_sqlalchemy.session import Session
+
+    class ConnectionBoundSession(Session):
+        def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
+            return bind or self.bind
+
+    return ConnectionBoundSession
 
 
 @pytest.fixture

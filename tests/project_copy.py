@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import tasks
+from steps import compose, environment
 
 PROJECT = Path(__file__).resolve().parent.parent
 INV = [sys.executable, "-m", "invoke"]
@@ -23,7 +23,8 @@ TIMEOUT = 120
 EXPORTED = {
     "APPLICATION_CONFIG", "FLASK_CONFIG", "FLASK_DEBUG", "FLASK_RUN_HOST", "FLASK_RUN_PORT",
     "SECRET_KEY", "DB_SERVER", "DATABASE_URL", "PGPASSWORD", "PG_BIN", "HOST_UID", "HOST_GID",
-    *tasks.REQUIRED_VARIABLES,
+    "INV_TEST_DATABASE",
+    *environment.REQUIRED_VARIABLES,
 }  # fmt: skip
 
 SAMPLE_TESTS = """
@@ -59,7 +60,7 @@ def make_copy(root: Path) -> Path:
     ):
         shutil.copy(PROJECT / name, root / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.local.env")
-    for name in ("app", "env", "migrations", "compose", "requirements"):
+    for name in ("app", "steps", "env", "migrations", "compose", "requirements"):
         shutil.copytree(PROJECT / name, root / name, ignore=ignore)
     (root / "tests").mkdir()
     shutil.copy(PROJECT / "tests" / "conftest.py", root / "tests" / "conftest.py")
@@ -135,7 +136,7 @@ def check_the_warm_test_server_is_used_and_left_running(inv) -> None:
 def skip_module_without_docker_engine() -> None:
     """Skip the calling test module, with the reason, where no Docker engine answers; under
     CI=true fail instead, because .ci/run provisions an engine."""
-    if not tasks.docker_engine_answers():
+    if not compose.docker_engine_answers():
         if os.environ.get("CI") == "true":
             pytest.fail("CI must have a Docker engine (.ci/run runs provision)", pytrace=False)
         pytest.skip("no Docker engine answers (`docker version`)", allow_module_level=True)

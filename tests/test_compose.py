@@ -28,7 +28,7 @@ from project_copy import (
     start_inv,
     wait_for_marker,
 )
-from swarm import dangling_images, remove_images
+from swarm_engine import dangling_images, remove_images
 
 skip_module_without_docker_engine()
 

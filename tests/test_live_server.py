@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-import tasks
 from app.extensions import db
+from steps import app_commands, commands, postgres
 
 CLIENTS = 50
 
@@ -27,12 +27,14 @@ CLIENTS = 50
 @contextlib.contextmanager
 def gunicorn(log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """gunicorn as `inv serve` runs it (gunicorn.conf.py), on a free port, its output in `log`."""
-    port = tasks.free_port()
-    with tasks.background(tasks.gunicorn_command(port), log) as server:
+    port = postgres.free_port()
+    with commands.background(app_commands.gunicorn_command(port), log) as server:
         url = f"http://127.0.0.1:{port}"
-        tasks.wait_for_http(f"{url}/health", server)
+        app_commands.wait_for_http(f"{url}/health", server)
         yield url, server
 
+
+pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def live_server(app, tmp_path_factory):

@@ -50,5 +50,5 @@ def test_a_wrong_password_fails_at_once_in_one_line(url):
 
 
 def test_no_server_fails_at_the_deadline(url):
-    with pytest.raises(StartupError, match=r"no PostgreSQL answered at 127\.0\.0\.1:1 within 1 s"):
-        wait_for_server(url.set(host="127.0.0.1", port=1), timeout=1)
+    with pytest.raises(StartupError, match=r"no PostgreSQL answered at 127\.0\.0\.1:1 within"):
+        wait_for_server(url.set(host="127.0.0.1", port=1), timeout=0.1)

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 from project_copy import free_port, make_copy, run_inv, skip_module_without_docker_engine
-from swarm import (
+from swarm_engine import (
     ROUTING_MESH,
     dangling_images,
     remove_images,
@@ -19,7 +19,7 @@ from swarm import (
     swarm_state,
 )
 
-import tasks
+from steps import swarm
 
 skip_module_without_docker_engine()
 
@@ -94,7 +94,7 @@ def test_three_replicas_serve_the_api_and_migrated_once(project, production):
             removed = inv(project, "stack.rm", "--volumes", "--yes", **production)
             remove_images(repository, project.name.lower())
         assert removed.returncode == 0, removed.stderr
-        assert tasks.stack_leftovers(stack).strip() == ""
+        assert swarm.stack_leftovers(stack).strip() == ""
         assert docker("volume", "ls", "--quiet", "--filter", f"name={stack}") == ""
     assert docker("image", "ls", "--quiet", repository) == ""
     assert set(dangling_images()) <= dangling_before

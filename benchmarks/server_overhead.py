@@ -13,7 +13,7 @@
 
 Run it from the project root with the venv active; it takes a minute or two:
 
-    python tests/benchmark.py [--runs N] [--only local|compose|all]
+    python benchmarks/server_overhead.py [--runs N] [--only local|compose|all]
 
 `--only local` measures 1 for local, 2 and 3; `--only compose` measures 1 for compose.
 It starts only throwaway servers and Compose projects, as `inv test` does, and refuses to
@@ -47,7 +47,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 # Importing tasks also turns SIGTERM into SystemExit, so `finally` blocks run on it too.
-import tasks  # noqa: E402
+from steps import commands, compose, environment, local, postgres, servers  # noqa: E402
 
 COPY_RUNS = 5
 PYTEST_RUNS = 3
@@ -65,9 +65,9 @@ LOADED_PREFIXES = ("POSTGRES_", "FLASK_")
 # The `test` task of tasks.py, minus pytest.
 COLD_TEST = """\
 import tasks
-env = tasks.load_env("testing")
-with tasks.database_server(env, throwaway=True) as (host, port):
-    tasks.create_database(env, host, port)
+env = environment.load_env("testing")
+with servers.database_server(env, throwaway=True) as (host, port):
+    postgres.create_database(env, host, port)
 """
 IMPORT_ONLY = "import tasks"
 
@@ -104,34 +104,34 @@ def scrub_environment() -> dict[str, str]:
     return dict(os.environ)
 
 
-def with_db_server(env: tasks.Env, db_server: str) -> tasks.Env:
+def with_db_server(env: environment.Env, db_server: str) -> environment.Env:
     """The loaded env/testing.env, as if DB_SERVER=`db_server` had been in the environment."""
     return dataclasses.replace(env, vars={**env.vars, "DB_SERVER": db_server})
 
 
-def refuse_warm_server(env: tasks.Env) -> None:
+def refuse_warm_server(env: environment.Env) -> None:
     """A warm testing server would be used instead of a throwaway one: never touch it."""
-    if tasks.db_servers(env).running() is not None:
+    if servers.db_servers(env).running() is not None:
         raise BenchmarkError(
             f"a warm testing server is running: run `APPLICATION_CONFIG=testing DB_SERVER={env.db_server} inv db.down` first"
         )
 
 
 @contextlib.contextmanager
-def throwaway_database(env: tasks.Env) -> Iterator[tuple[str, int]]:
+def throwaway_database(env: environment.Env) -> Iterator[tuple[str, int]]:
     """A throwaway server with the test database, as `inv test` has before pytest starts."""
     refuse_warm_server(env)
-    with tasks.database_server(env, throwaway=True) as (host, port):
-        tasks.create_database(env, host, port)
+    with servers.database_server(env, throwaway=True) as (host, port):
+        postgres.create_database(env, host, port)
         yield host, port
 
 
 @contextlib.contextmanager
 def scratch_dir(account: pwd.struct_passwd | None) -> Iterator[Path]:
     """An empty folder on tmpfs that the server's account may write in, deleted afterwards."""
-    path = Path(tempfile.mkdtemp(prefix="benchmark-", dir=tasks.scratch_root()))
+    path = Path(tempfile.mkdtemp(prefix="benchmark-", dir=local.scratch_root()))
     try:
-        yield tasks.give_to(path, account)
+        yield local.give_to(path, account)
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -158,7 +158,7 @@ def stop_child(process: subprocess.Popen) -> None:
 
     No signal is sent at once: a second one could cut short the cleanup of the first.
     """
-    with tasks.signals_held():
+    with commands.signals_held():
         if reaped(process, CHILD_GRACE):
             return
         process.terminate()
@@ -189,7 +189,7 @@ def run_timed(
     except BaseException:
         stop_child(process)
         if leftovers:
-            with tasks.signals_held():
+            with commands.signals_held():
                 leftovers(process.pid)
         raise
     elapsed = time.perf_counter() - start
@@ -218,30 +218,30 @@ def cold_test_label(db_server: str) -> str:
     return f"Cold `inv test` overhead (DB_SERVER={db_server}), no pytest"
 
 
-def child_projects(env: tasks.Env) -> Callable[[int], None]:
+def child_projects(env: environment.Env) -> Callable[[int], None]:
     """What removes the throwaway projects of an interrupted `python -c` child, found by its
     pid in their name: what it could not remove itself (killed, or `compose up` cut short)."""
 
     def remove(pid: int) -> None:
-        prefix = tasks.compose_project(env, f"-{pid}-")
+        prefix = compose.compose_project(env, f"-{pid}-")
         listing = subprocess.run(
             ["docker", "ps", "--all", "--filter", "label=com.docker.compose.project",
              "--format", '{{.Label "com.docker.compose.project"}}'],
             capture_output=True, text=True,
         ).stdout  # fmt: skip
         for project in {name for name in listing.split() if name.startswith(prefix)}:
-            tasks.remove_compose_project(env, project)
+            compose.remove_compose_project(env, project)
 
     return remove
 
 
-def time_cold_test(env: tasks.Env, environment: dict[str, str]) -> float:
+def time_cold_test(env: environment.Env, environment: dict[str, str]) -> float:
     refuse_warm_server(env)
     leftovers = child_projects(env) if env.db_server == "compose" else None
     return time_python(COLD_TEST, environment, leftovers)
 
 
-def measure_cold_test(env: tasks.Env, environment: dict[str, str], runs: int) -> Row:
+def measure_cold_test(env: environment.Env, environment: dict[str, str], runs: int) -> Row:
     """The cold `inv test` overhead with env's DB_SERVER, over `runs` fresh subprocesses."""
     environment = {**environment, "DB_SERVER": env.db_server}
     progress(f"cold `inv test` (DB_SERVER={env.db_server}) without pytest, {runs} runs")
@@ -249,15 +249,15 @@ def measure_cold_test(env: tasks.Env, environment: dict[str, str], runs: int) ->
     return Row(cold_test_label(env.db_server), str(runs), median_max(cold))
 
 
-def time_local_steps(env: tasks.Env, n: int) -> dict[str, float]:
+def time_local_steps(env: environment.Env, n: int) -> dict[str, float]:
     """Seconds of each step of a throwaway local server, in-process."""
     refuse_warm_server(env)
     # Muted: the `inv: throwaway ...` line database_server says, once a run.
     with contextlib.ExitStack() as stack, contextlib.redirect_stderr(io.StringIO()):
         start = time.perf_counter()
-        host, port = stack.enter_context(tasks.database_server(env, throwaway=True))
+        host, port = stack.enter_context(servers.database_server(env, throwaway=True))
         up = time.perf_counter()
-        tasks.create_database(env, host, port)
+        postgres.create_database(env, host, port)
         created = time.perf_counter()
         stack.close()
         down = time.perf_counter()
@@ -268,28 +268,28 @@ def time_local_steps(env: tasks.Env, n: int) -> dict[str, float]:
     }
 
 
-def time_compose_steps(env: tasks.Env, n: int) -> dict[str, float]:
+def time_compose_steps(env: environment.Env, n: int) -> dict[str, float]:
     """Seconds of each step of a throwaway Compose project (ComposeServers.throwaway), in-process.
 
     The project is named after this process and `n`, never after a real one.
     """
     refuse_warm_server(env)
-    project = tasks.compose_project(env, f"-bench-{os.getpid()}-{n}")
+    project = compose.compose_project(env, f"-bench-{os.getpid()}-{n}")
     try:
         start = time.perf_counter()
-        tasks.compose_or_fail(env, project, "up", "--detach", "db")
-        port = tasks.compose_db_port(project)
+        compose.compose_or_fail(env, project, "up", "--detach", "db")
+        port = compose.compose_db_port(project)
         if port is None:
             raise BenchmarkError(f"the `db` container of {project} did not stay up")
         up = time.perf_counter()
-        alive = tasks.compose_db_alive(env, project)
-        tasks.wait_until_ready(env, tasks.LOOPBACK, port, timeout=60, alive=alive)
+        alive = compose.compose_db_alive(env, project)
+        postgres.wait_until_ready(env, postgres.LOOPBACK, port, timeout=60, alive=alive)
         ready = time.perf_counter()
-        tasks.create_database(env, tasks.LOOPBACK, port)
+        postgres.create_database(env, postgres.LOOPBACK, port)
         created = time.perf_counter()
     finally:
-        with tasks.signals_held():
-            tasks.remove_compose_project(env, project)
+        with commands.signals_held():
+            compose.remove_compose_project(env, project)
     removed = time.perf_counter()
     return {
         "`docker compose up -d db`": up - start,
@@ -300,7 +300,7 @@ def time_compose_steps(env: tasks.Env, n: int) -> dict[str, float]:
 
 
 def measure_steps(
-    env: tasks.Env, runs: int, time_steps: Callable[[tasks.Env, int], dict[str, float]]
+    env: environment.Env, runs: int, time_steps: Callable[[environment.Env, int], dict[str, float]]
 ) -> list[Row]:
     """The median of each server step over `runs` runs; time_steps(env, n) times run n."""
     progress(f"the DB_SERVER={env.db_server} server steps in-process, {runs} runs")
@@ -311,7 +311,9 @@ def measure_steps(
     ]
 
 
-def measure_local_cold_test(env: tasks.Env, environment: dict[str, str], runs: int) -> list[Row]:
+def measure_local_cold_test(
+    env: environment.Env, environment: dict[str, str], runs: int
+) -> list[Row]:
     cold = measure_cold_test(env, environment, runs)
     progress(f"`import tasks` only, {runs} runs")
     imports = [time_python(IMPORT_ONLY, environment) for _ in range(runs)]
@@ -322,7 +324,9 @@ def measure_local_cold_test(env: tasks.Env, environment: dict[str, str], runs: i
     ]
 
 
-def measure_compose_cold_test(env: tasks.Env, environment: dict[str, str], runs: int) -> list[Row]:
+def measure_compose_cold_test(
+    env: environment.Env, environment: dict[str, str], runs: int
+) -> list[Row]:
     return [
         measure_cold_test(env, environment, runs),
         *measure_steps(env, runs, time_compose_steps),
@@ -332,24 +336,24 @@ def measure_compose_cold_test(env: tasks.Env, environment: dict[str, str], runs:
 # --------------------------------------------------------------------------- 2. initdb versus copy
 
 
-def cluster_tools(env: tasks.Env) -> ClusterTools:
+def cluster_tools(env: environment.Env) -> ClusterTools:
     """The binaries and account the tasks use, and the cached template (made now if missing)."""
-    account = tasks.server_account()
-    bindir = tasks.reachable_binaries(tasks.find_server_binaries(), account)
-    return ClusterTools(bindir, account, tasks.template_cluster(env, bindir, account))
+    account = local.server_account()
+    bindir = local.reachable_binaries(local.find_server_binaries(), account)
+    return ClusterTools(bindir, account, local.template_cluster(env, bindir, account))
 
 
-def time_initdb(env: tasks.Env, tools: ClusterTools) -> float:
+def time_initdb(env: environment.Env, tools: ClusterTools) -> float:
     """A bare initdb into a new folder on tmpfs, with the options template_cluster uses."""
     with scratch_dir(tools.account) as work:
         password = work / "password"
         password.write_text(env["POSTGRES_PASSWORD"] + "\n")
-        tasks.give_to(password, tools.account)
+        local.give_to(password, tools.account)
         return run_timed(
             [tools.bindir / "initdb", "-D", work / "data", "-U", env["POSTGRES_USER"],
              f"--pwfile={password}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C",
              "--no-sync"],
-            **tasks.as_account(tools.account),
+            **local.as_account(tools.account),
         )  # fmt: skip
 
 
@@ -357,11 +361,11 @@ def time_template_copy(tools: ClusterTools) -> float:
     """The copy make_cluster does of the cached template into a new folder on tmpfs."""
     with scratch_dir(tools.account) as work:
         return run_timed(
-            ["cp", "-a", tools.template, work / "data"], **tasks.as_account(tools.account)
+            ["cp", "-a", tools.template, work / "data"], **local.as_account(tools.account)
         )
 
 
-def measure_cluster_creation(env: tasks.Env, tools: ClusterTools) -> list[Row]:
+def measure_cluster_creation(env: environment.Env, tools: ClusterTools) -> list[Row]:
     progress(f"initdb versus a template copy, {COPY_RUNS} runs each")
     initdb = [time_initdb(env, tools) for _ in range(COPY_RUNS)]
     copy = [time_template_copy(tools) for _ in range(COPY_RUNS)]
@@ -402,7 +406,7 @@ def best_times(suites: dict[str, Path]) -> dict[str, float]:
     return {name: min(runs) for name, runs in times.items()}
 
 
-def measure_isolation(env: tasks.Env) -> list[Row]:
+def measure_isolation(env: environment.Env) -> list[Row]:
     progress(f"{TESTS} tests with `database` versus `app`, best of {PYTEST_RUNS}")
     with throwaway_database(env), tempfile.TemporaryDirectory(prefix="benchmark-") as root:
         suites = {name: write_suite(Path(root) / name, name) for name in ("app", "database")}
@@ -466,11 +470,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def benchmark(runs: int, only: str) -> list[Row]:
     """The measurements `only` selects, as table rows."""
     environment = scrub_environment()
-    testing = tasks.load_env("testing")
+    testing = environment.load_env("testing")
     local, compose = with_db_server(testing, "local"), with_db_server(testing, "compose")
     wants_compose = only in ("compose", "all")
     measures_local = only in ("local", "all")
-    measures_compose = wants_compose and tasks.docker_engine_answers()
+    measures_compose = wants_compose and compose.docker_engine_answers()
     # Refused now rather than minutes in.
     if measures_local:
         refuse_warm_server(local)

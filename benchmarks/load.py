@@ -1,7 +1,7 @@
 """Measure the JSON API under load, as Markdown tables for the README.
 
 1. `GET /users/<id>` (random ids among a few thousand seeded users) under wrk, keep-alive:
-   a. the app under gunicorn, started as `inv serve` starts it (tasks.gunicorn_command,
+   a. the app under gunicorn, started as `inv serve` starts it (app_commands.gunicorn_command,
       WEB_CONCURRENCY workers x GUNICORN_THREADS threads, their defaults unless set);
    b. the Flask development server (`python -m flask run`, werkzeug threaded, FLASK_DEBUG=0);
    c. the floor: the app's query, `SELECT id, email FROM users WHERE id = %s`, in a bare
@@ -20,7 +20,7 @@ PostgreSQL of the testing environment started as `inv test` starts it (DB_SERVER
 there: env/testing.env, overridden by the environment). Run it from the project root with
 the venv active; it takes about five times --seconds, plus start-up:
 
-    python tests/load_benchmark.py [--seconds 30] [--connections 16]
+    python benchmarks/load.py [--seconds 30] [--connections 16]
 
 It refuses to run while a warm testing server (`APPLICATION_CONFIG=testing inv db.up`) is
 up, since it would write into that one. What it starts (database server, gunicorn, Flask)
@@ -58,7 +58,8 @@ sys.path.insert(0, str(PROJECT))
 # Importing tasks also turns SIGTERM into SystemExit, so `finally` blocks run on it too.
 from benchmark import BenchmarkError, exits_on_failure  # noqa: E402  (the sibling script)
 
-import tasks  # noqa: E402
+import steps  # noqa: E402
+from steps import app_commands, commands, environment, postgres, servers  # noqa: E402
 
 SEED_USERS = 5000
 WRK_THREADS = 2  # one per core; wrk shares the machine with the app and the database
@@ -240,10 +241,10 @@ def scrub_environment() -> None:
         del os.environ[name]
 
 
-def throwaway_servers(env: tasks.Env) -> tasks.Servers:
+def throwaway_servers(env: environment.Env) -> postgres.Servers:
     """Who will run the throwaway server; refused when a warm testing server runs, since
     `database_server` would use that one and this benchmark would write into it."""
-    servers = tasks.db_servers(env)
+    servers = servers.db_servers(env)
     if servers.running() is not None:
         raise BenchmarkError(
             "a warm testing server is running: stop it first (`APPLICATION_CONFIG=testing inv db.down`)"
@@ -252,20 +253,20 @@ def throwaway_servers(env: tasks.Env) -> tasks.Servers:
 
 
 @contextlib.contextmanager
-def throwaway_database(env: tasks.Env) -> Iterator[tuple[str, int]]:
+def throwaway_database(env: environment.Env) -> Iterator[tuple[str, int]]:
     """A throwaway server with the test database at head, as `inv test` has it."""
-    with tasks.database_server(env, throwaway=True) as (host, port):
-        tasks.create_database(env, host, port)
-        tasks.migrate_to_head()
+    with servers.database_server(env, throwaway=True) as (host, port):
+        postgres.create_database(env, host, port)
+        app_commands.migrate_to_head()
         yield host, port
 
 
-def connect(env: tasks.Env, host: str, port: int) -> Connection:
+def connect(env: environment.Env, host: str, port: int) -> Connection:
     """A connection to the app's database."""
-    return tasks.connect(env, host, port, dbname=env["APPLICATION_DB"])
+    return postgres.connect(env, host, port, dbname=env["APPLICATION_DB"])
 
 
-def seed_users(env: tasks.Env, host: str, port: int) -> tuple[int, int]:
+def seed_users(env: environment.Env, host: str, port: int) -> tuple[int, int]:
     """Insert SEED_USERS users in one statement; their lowest and highest id."""
     connection = connect(env, host, port)
     try:
@@ -282,7 +283,7 @@ def seed_users(env: tasks.Env, host: str, port: int) -> tuple[int, int]:
     return low, high
 
 
-def count_rows(env: tasks.Env, host: str, port: int, emails: list[str]) -> tuple[int, int]:
+def count_rows(env: environment.Env, host: str, port: int, emails: list[str]) -> tuple[int, int]:
     """The number of users, and how many of them have one of `emails`."""
     connection = connect(env, host, port)
     try:
@@ -309,16 +310,16 @@ def tail(path: Path, lines: int = 5) -> str:
 def serving(args: list[str], log: Path, port: int) -> Iterator[subprocess.Popen]:
     """A server started with `args` in the project root, its output in `log`, once /health
     answers on `port`; stopped on the way out, after it finishes the requests in flight."""
-    with tasks.background(args, log) as process:
+    with commands.background(args, log) as process:
         try:
-            tasks.wait_for_http(f"{base_url(port)}/health", process)
+            app_commands.wait_for_http(f"{base_url(port)}/health", process)
         except Exit as error:
             raise BenchmarkError(f"{error.message}: {tail(log)}") from None
         yield process
 
 
 def base_url(port: int) -> str:
-    return f"http://{tasks.LOOPBACK}:{port}"
+    return f"http://{postgres.LOOPBACK}:{port}"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -335,7 +336,7 @@ def workers_cpu(master: subprocess.Popen) -> dict[int, float]:
 
 def gunicorn_settings() -> str:
     """`workers x threads` as gunicorn.conf.py sets them in this environment."""
-    settings = runpy.run_path(str(tasks.PROJECT / "gunicorn.conf.py"))
+    settings = runpy.run_path(str(steps.PROJECT / "gunicorn.conf.py"))
     return f"{settings['workers']} workers x {settings['threads']} threads"
 
 
@@ -508,7 +509,7 @@ def markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 class Bench:
     """What the runs share: settings, the database, where the scripts and logs go."""
 
-    env: tasks.Env
+    env: environment.Env
     host: str
     port: int
     ids: tuple[int, int]
@@ -552,9 +553,9 @@ class GunicornRun:
 def measure_gunicorn(bench: Bench) -> GunicornRun:
     """GET then POST under gunicorn; the POST result is complete once gunicorn has stopped,
     since it finishes the requests in flight first."""
-    port = tasks.free_port()
+    port = postgres.free_port()
     # Access log on, as production runs it.
-    command = tasks.gunicorn_command(port)
+    command = app_commands.gunicorn_command(port)
     settings = gunicorn_settings()
     get_script = write_script(bench.folder, "get_user.lua", LUA_GET_USER)
     post_script = write_script(bench.folder, "post_user.lua", LUA_POST_USER)
@@ -572,8 +573,8 @@ def measure_gunicorn(bench: Bench) -> GunicornRun:
 
 
 def measure_dev_server(bench: Bench) -> WrkResult:
-    tasks.export(FLASK_DEBUG=0)
-    port = tasks.free_port()
+    environment.export(FLASK_DEBUG=0)
+    port = postgres.free_port()
     script = write_script(bench.folder, "get_user.lua", LUA_GET_USER)
     with serving(dev_server_command(port), bench.folder / "flask.log", port):
         progress(f"GET /users/<id> under the Flask development server, {bench.seconds} s")
@@ -672,7 +673,7 @@ def failures(results: Results) -> list[str]:
 def measure(seconds: int, connections: int) -> Results:
     """Every measurement, on a throwaway database of the testing environment."""
     scrub_environment()
-    env = tasks.load_env("testing")
+    env = environment.load_env("testing")
     db_server = throwaway_servers(env).label
     with (
         tempfile.TemporaryDirectory(prefix="load-benchmark-") as folder,

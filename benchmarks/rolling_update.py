@@ -1,6 +1,6 @@
 """How many requests fail while Docker Swarm rolls out a new image of the web service.
 
-    python tests/rolling_update_benchmark.py [--runs 3] [--replicas 3]
+    python benchmarks/rolling_update.py [--runs 3] [--replicas 3]
 
 In a copy of the project (your checkout and stacks are not touched): `inv stack.deploy`,
 then, under a steady loop of real requests (POST /users, then GET of that row), a changed
@@ -23,9 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(PROJECT / "tests"), str(PROJECT)]
 from project_copy import clean_environ, free_port, make_copy  # noqa: E402
-from swarm import ROUTING_MESH, client_command, remove_images, swarm_manager  # noqa: E402
+from swarm_engine import ROUTING_MESH, client_command, remove_images, swarm_manager  # noqa: E402
 
 INV = [sys.executable, "-m", "invoke"]
 

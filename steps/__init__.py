@@ -1,0 +1,15 @@
+"""The steps `tasks.py` composes, a module per concern; importing them changes no process state.
+
+environment  load env/<name>.env < .local.env < the process environment, check it, export it
+commands     one-line errors, foreground and background commands, signals
+postgres     a connection: wait until ready, create and drop the app's database
+local        PostgreSQL binaries run directly: clusters, template copies, root's server user
+compose      Docker and Compose: projects, the `db` service, throwaway projects
+servers      who runs PostgreSQL (DB_SERVER), and a server's lifetime around a task
+app_commands the app's commands: flask, migrations, gunicorn, pytest
+swarm        the production stack on Docker Swarm
+"""
+
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent

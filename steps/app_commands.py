@@ -1,0 +1,70 @@
+"""The app's own commands, with the environment exported: flask, migrations, gunicorn, pytest."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from steps import PROJECT
+from steps.commands import fail, run
+from steps.environment import Env
+from steps.postgres import LOOPBACK, port_is_free
+
+
+def flask(*args: str) -> int:
+    return run([sys.executable, "-m", "flask", *args])
+
+
+def migrate_to_head() -> None:
+    if flask("db", "upgrade") != 0:
+        fail("the migration failed (see above); fix it, then `inv db.upgrade`")
+
+
+def free_or_fail(port: int, variable: str, env: Env, host: str = LOOPBACK) -> int:
+    if not port_is_free(port, host):
+        fail(f"port {port} is already in use: set {variable} in env/{env.name}.local.env")
+    return port
+
+
+def web_port(env: Env) -> int:
+    """WEB_PORT (default 8000), refused when something already listens there."""
+    return free_or_fail(int(env.vars.get("WEB_PORT") or 8000), "WEB_PORT", env)
+
+
+def gunicorn_command(port: int, *options: str) -> list[str]:
+    """gunicorn as production runs it, with its settings from gunicorn.conf.py (workers:
+    WEB_CONCURRENCY, threads: GUNICORN_THREADS), on loopback:port."""
+    return [
+        sys.executable, "-m", "gunicorn", "--config", str(PROJECT / "gunicorn.conf.py"),
+        "--bind", f"{LOOPBACK}:{port}", *options, "wsgi:app",
+    ]  # fmt: skip
+
+
+def wait_for_http(url: str, process, timeout: float = 60) -> None:
+    """Until `url` answers 200, or fail when `process` (the server) exits or time runs out."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            fail(f"the server exited ({process.returncode}) before {url} answered (see above)")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    fail(f"{url} did not answer within {timeout:.0f} s")
+
+
+def pytest_command(pattern: str | None = None, coverage: bool = True) -> list[str]:
+    """pytest on the suite, `-k pattern` if given, with coverage of app/ unless turned off."""
+    args = [sys.executable, "-m", "pytest"]
+    args += (
+        ["--cov=app", "--cov-report=term-missing:skip-covered"]
+        if coverage
+        else ["-p", "no:pytest_cov"]
+    )
+    return args + (["-k", pattern] if pattern else [])

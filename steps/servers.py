@@ -1,0 +1,76 @@
+"""Who runs PostgreSQL for an environment (DB_SERVER), and a server's lifetime around a task."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from steps.commands import say, sigterm_unwinds
+from steps.environment import Env, export
+from steps.postgres import READY_TIMEOUT, Servers, wait_until_ready
+
+
+class ExternalServer(Servers):
+    """Someone else's server at POSTGRES_HOSTNAME:POSTGRES_PORT: nothing to start or stop."""
+
+    label = "external"
+
+    @property
+    def host(self) -> str:
+        return self.env["POSTGRES_HOSTNAME"]
+
+    def running(self) -> int | None:
+        return int(self.env["POSTGRES_PORT"])
+
+    def stop(self) -> bool:
+        say("DB_SERVER=external: that server is not ours to stop")
+        return False
+
+    def where(self) -> str:
+        return "run by someone else"
+
+
+def db_servers(env: Env, ready_timeout: float = READY_TIMEOUT) -> Servers:
+    """The servers DB_SERVER names; `auto` is compose when a Docker engine answers, else local."""
+    from steps.compose import ComposeServers, docker_engine_answers
+    from steps.local import LocalServers
+
+    if env.db_server == "auto":
+        if docker_engine_answers():
+            why = "chosen by DB_SERVER=auto: a Docker engine answered"
+            return ComposeServers(env, why, ready_timeout=ready_timeout)
+        why = "chosen by DB_SERVER=auto: no Docker engine answered"
+        return LocalServers(env, why, ready_timeout=ready_timeout)
+    kinds = {"local": LocalServers, "compose": ComposeServers, "external": ExternalServer}
+    return kinds[env.db_server](env, ready_timeout=ready_timeout)
+
+
+@contextlib.contextmanager
+def database_server(
+    env: Env, throwaway: bool = False, ready_timeout: float = READY_TIMEOUT
+) -> Iterator[tuple[str, int]]:
+    """Server up -> wait until a connection succeeds; yields (host, port), exported for the app.
+
+    throwaway: a server that lives only as long as this block (tests), unless a warm one
+    started by `db.up` runs for this env, which is then used and left running.
+    """
+    servers = db_servers(env, ready_timeout)
+    host, port = servers.host, servers.running()
+    if throwaway and port is None:
+        with sigterm_unwinds(), servers.throwaway() as port:
+            say(f"throwaway {env.name} PostgreSQL ({servers.describe()}) on {host}:{port}")
+            export(POSTGRES_HOSTNAME=host, POSTGRES_PORT=port)
+            yield host, port
+        return
+    if port is None:
+        port = servers.start()
+        say(
+            f"started the {env.name} PostgreSQL server ({servers.describe()}) on {host}:{port}; `inv db.down` stops it"
+        )
+    else:
+        wait_until_ready(env, host, port, timeout=ready_timeout)
+        what = "using the warm" if throwaway else "the"
+        left = ", left running" if throwaway else " is running"
+        say(f"{what} {env.name} PostgreSQL server ({servers.describe()}) on {host}:{port}{left}")
+    export(POSTGRES_HOSTNAME=host, POSTGRES_PORT=port)
+    yield host, port

@@ -1,0 +1,110 @@
+"""The production stack on Docker Swarm: compose/production.yml with compose/swarm.yml on top."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+
+from steps import PROJECT
+from steps.commands import fail
+from steps.compose import compose_file, compose_or_fail, require_docker
+from steps.environment import Env
+
+# Compose keys `docker stack deploy` refuses or ignores: the web entry point waits for the
+# database itself, Swarm restarts by deploy.restart_policy and never builds.
+COMPOSE_ONLY_KEYS = ("build", "depends_on", "restart", "container_name")
+
+
+def require_swarm_manager(c) -> None:
+    require_docker(alternative="")
+    info = "docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}'"
+    if c.run(info, hide=True, warn=True).stdout.split() != ["active", "true"]:
+        fail(
+            "this Docker engine is not a swarm manager: `docker swarm init` makes it one "
+            "(a swarm of this machine), or run this on a manager of your swarm"
+        )
+
+
+def require_production(env: Env) -> None:
+    if env.name != "production":
+        fail("a stack is the production stack: APPLICATION_CONFIG=production inv stack.<task>")
+
+
+def tag_with_id(c, image: str) -> str:
+    """Tag `image` with its own id: a changed image is then a changed service, which Swarm
+    rolls out, and an unchanged one changes nothing."""
+    inspect = c.run(
+        shlex.join(["docker", "image", "inspect", "--format", "{{.Id}}", image]),
+        hide=True,
+        warn=True,
+    )
+    if not inspect.ok:
+        fail(f"the build made no image {image}: {inspect.stderr.strip()}")
+    repository = image.rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image
+    tag = f"{repository}:{inspect.stdout.strip().removeprefix('sha256:')[:12]}"
+    c.run(shlex.join(["docker", "tag", image, tag]), hide=True)
+    return tag
+
+
+def swarm_spec(env: Env, stack: str) -> str:
+    """compose/production.yml with compose/swarm.yml on top, as `docker compose config`
+    resolves them (one reading of the files and their variables for both paths), less what
+    Swarm's older file format refuses: long-form depends_on, a host IP on a port."""
+    files = ["-f", str(compose_file(env)), "-f", str(PROJECT / "compose" / "swarm.yml")]
+    return swarm_format(
+        json.loads(compose_or_fail(env, stack, *files, "config", "--format", "json"))
+    )
+
+
+def swarm_format(spec: dict) -> str:
+    """A resolved Compose spec in the file format `docker stack deploy` reads."""
+    for service in spec["services"].values():
+        for key in COMPOSE_ONLY_KEYS:
+            service.pop(key, None)
+        for key in ("command", "entrypoint"):
+            if service.get(key) is None:
+                service.pop(key, None)
+        for port in service.get("ports", []):
+            port.pop("host_ip", None)  # the routing mesh listens on every interface
+            port["published"] = int(port["published"])
+        deploy = service.get("deploy", {})
+        for key in ("resources", "placement"):
+            if not deploy.get(key):
+                deploy.pop(key, None)
+    for section in ("networks", "volumes"):
+        for definition in spec.get(section, {}).values():
+            definition.pop("name", None)  # the stack names them <stack>_<name>
+    spec.pop("name", None)
+    return json.dumps({"version": "3.8", **spec})
+
+
+def stack_leftovers(stack: str) -> str:
+    """Ids of the stack's services, containers and networks still present (`docker stack rm`
+    returns before they are gone)."""
+    label = ("--filter", f"label=com.docker.stack.namespace={stack}", "--quiet")
+    listings = (["service", "ls"], ["ps", "--all"], ["network", "ls"])
+    return "".join(
+        subprocess.run(["docker", *kind, *label], capture_output=True, text=True).stdout
+        for kind in listings
+    )
+
+
+def remove_stack(c, stack: str, timeout: float = 120) -> None:
+    """`docker stack rm`, then wait until its services, containers and networks are gone."""
+    c.run(f"docker stack rm {stack}", hide=True, warn=True)
+    deadline = time.monotonic() + timeout
+    while stack_leftovers(stack).strip():
+        if time.monotonic() > deadline:
+            fail(
+                f"stack {stack} is still being removed after {timeout:.0f} s: `docker stack ps {stack}`"
+            )
+        time.sleep(0.5)
+
+
+def remove_stack_volumes(c, stack: str) -> None:
+    label = f"label=com.docker.stack.namespace={stack}"
+    volumes = c.run(f"docker volume ls --quiet --filter {label}", hide=True, warn=True).stdout
+    for volume in volumes.split():
+        c.run(f"docker volume rm {volume}", hide=True, warn=True)

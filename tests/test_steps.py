@@ -1,0 +1,227 @@
+"""The steps on their own, in this process: env loading and checks, argument handling,
+command lines. No server and no subprocess unless a test says why."""
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+from invoke import Config, Exit, MockContext, Result
+
+import tasks
+from steps import PROJECT, app_commands, commands, compose, environment, local, swarm
+
+PRODUCTION = {"SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e", "POSTGRES_PASSWORD": "pw"}
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project folder with a copy of env/, which the steps read instead of the real one."""
+    shutil.copytree(PROJECT / "env", tmp_path / "env", ignore=shutil.ignore_patterns("*.local.env"))
+    monkeypatch.setattr(environment, "PROJECT", tmp_path)
+    return tmp_path
+
+
+def failure(call, *args, **kwargs) -> str:
+    """The one-line message a step fails with."""
+    with pytest.raises(Exit) as raised:
+        call(*args, **kwargs)
+    assert raised.value.code == 1
+    assert "\n" not in raised.value.message
+    return raised.value.message
+
+
+BAD_ENVIRONMENTS = [
+    ("staging", {}, "unknown APPLICATION_CONFIG 'staging': choose one of development, testing, production"),
+    ("development", {"POSTGRES_USER": ""}, "missing variable(s) POSTGRES_USER"),
+    ("testing", {"APPLICATION_DB": "test; DROP"}, "is not a plain identifier"),
+    ("development", {"DB_SERVER": "kubernetes"}, "unknown DB_SERVER 'kubernetes'"),
+    ("development", {"POSTGRES_PORT": "eighty"}, "is not a port number"),
+    ("development", {"POSTGRES_PORT": "70000"}, "is not a port number"),
+    ("development", {"POSTGRES_PORT": "auto", "DB_SERVER": "external"}, "POSTGRES_PORT=auto needs a server"),
+    ("production", {}, "missing variable(s) POSTGRES_PASSWORD, SECRET_KEY"),
+    ("production", {**PRODUCTION, "SECRET_KEY": "change-me"}, "SECRET_KEY is a placeholder"),
+    ("production", {**PRODUCTION, "SECRET_KEY": "development-only-not-secret"}, "SECRET_KEY is one committed in env/"),
+    ("production", {**PRODUCTION, "FLASK_DEBUG": "1"}, "FLASK_DEBUG is on with the production config"),
+    ("development", {"DATABASE_URL": "mysql://u:p@db.example/app"}, "DATABASE_URL is not a PostgreSQL URL"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "environ", "message"), BAD_ENVIRONMENTS)
+def test_a_bad_environment_is_one_line_naming_the_fix(project, name, environ, message):
+    assert message in failure(environment.read_env, name, environ)
+
+
+def test_the_process_environment_wins_over_the_local_file_which_wins_over_the_committed_one(
+    project,
+):
+    (project / "env" / "development.local.env").write_text(
+        "POSTGRES_PORT=6000\nAPPLICATION_DB=mine\n"
+    )
+    env = environment.read_env("development", {"APPLICATION_DB": "shell"})
+    assert (env["POSTGRES_PORT"], env["APPLICATION_DB"], env["POSTGRES_DB"]) == (
+        "6000",
+        "shell",
+        "postgres",
+    )
+    assert env.name == env["APPLICATION_CONFIG"] == "development"
+
+
+def test_application_config_names_the_environment(project):
+    assert environment.read_env(None, {"APPLICATION_CONFIG": "testing"}).name == "testing"
+    assert environment.read_env(None, {}).name == "development"
+
+
+def test_a_malformed_env_line_is_named_with_its_file_and_line(project):
+    (project / "env" / "development.local.env").write_text(
+        "POSTGRES_PORT=5433\nthis is not a variable\n"
+    )
+    message = failure(environment.read_env, "development", {})
+    assert "env/development.local.env:2: cannot parse this line" in message
+
+
+def test_a_missing_env_file_says_how_to_restore_it(project):
+    (project / "env" / "production.env").unlink()
+    assert "git checkout -- env/production.env" in failure(environment.read_env, "production", {})
+
+
+def test_reading_the_environment_exports_nothing_and_loading_it_does(project, monkeypatch):
+    monkeypatch.delenv("APPLICATION_DB", raising=False)
+    environment.read_env("testing", {})
+    assert "APPLICATION_DB" not in os.environ
+    monkeypatch.setenv("APPLICATION_CONFIG", "testing")
+    environment.load_env()
+    assert os.environ["APPLICATION_DB"] == "test"
+
+
+def test_arguments_after_the_dashes_keep_their_quoting():
+    argv = ["inv", "test", "--", "-k", "create or delete", "tests/test users.py"]
+    assert commands.remainder(MockContext(), argv) == [
+        "-k",
+        "create or delete",
+        "tests/test users.py",
+    ]
+
+
+def test_compose_exec_and_run_get_minus_t_without_a_terminal():
+    assert compose.without_tty(["exec", "db", "psql"], interactive=False) == [
+        "exec",
+        "-T",
+        "db",
+        "psql",
+    ]
+    assert compose.without_tty(["--ansi", "never", "run", "web"], interactive=False)[:3] == [
+        "--ansi",
+        "never",
+        "run",
+    ]
+    assert compose.without_tty(["logs", "db"], interactive=False) == ["logs", "db"]
+    assert compose.without_tty(["exec", "db", "psql"], interactive=True) == ["exec", "db", "psql"]
+
+
+def test_pytest_runs_with_coverage_unless_turned_off():
+    assert "--cov=app" in app_commands.pytest_command()
+    assert app_commands.pytest_command("user", coverage=False)[-4:] == [
+        "-p",
+        "no:pytest_cov",
+        "-k",
+        "user",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("production", "message"),
+    [(True, "refusing in production without --yes"), (False, "no terminal to ask on: pass --yes")],
+)
+def test_destroying_data_needs_yes_without_a_terminal_or_in_production(
+    monkeypatch, production, message
+):
+    monkeypatch.setattr(sys, "stdin", io.StringIO())
+    assert message in failure(commands.confirm, "drop it?", False, production)
+    commands.confirm("drop it?", True, production)
+
+
+def test_pg_bin_without_a_server_is_named(monkeypatch):
+    monkeypatch.setenv("PG_BIN", "/nonexistent")
+    assert "PG_BIN=/nonexistent has no `postgres`" in failure(local.find_server_binaries)
+
+
+def test_no_server_binaries_anywhere_is_one_clear_error(monkeypatch):
+    """No machine here lacks them, so their absence is mocked: each lookup finds nothing."""
+    monkeypatch.delenv("PG_BIN", raising=False)
+    monkeypatch.setattr(local.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(local.shutil, "which", lambda name: None)
+    monkeypatch.setattr(local, "DEBIAN_SERVER_BINARIES", "/nonexistent/*/bin")
+    assert "no PostgreSQL server binaries found" in failure(local.find_server_binaries)
+
+
+def test_sigterm_unwinds_only_inside_the_block():
+    before = signal.getsignal(signal.SIGTERM)
+    with commands.sigterm_unwinds(), pytest.raises(SystemExit) as raised:
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert raised.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_importing_the_tasks_changes_no_process_state():
+    """In a fresh interpreter: this one imported them long ago."""
+    probe = (
+        "import os, signal; before = (dict(os.environ), [signal.getsignal(s) for s in signal.valid_signals()]); "
+        "import tasks, steps.compose, steps.local, steps.servers, steps.swarm; "
+        "after = (dict(os.environ), [signal.getsignal(s) for s in signal.valid_signals()]); "
+        "print(before == after)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == "True", result.stderr
+
+
+def test_swarm_gets_the_resolved_files_less_what_it_refuses():
+    spec = {
+        "name": "app-production",
+        "services": {
+            "web": {
+                "build": {"context": "."}, "depends_on": {"db": {"condition": "service_healthy"}},
+                "restart": "unless-stopped", "command": None, "deploy": {"resources": {}},
+                "ports": [{"target": 8000, "published": "8000", "host_ip": "127.0.0.1"}],
+            }
+        },
+        "volumes": {"data": {"name": "app-production_data"}},
+    }  # fmt: skip
+    web = json.loads(swarm.swarm_format(spec))["services"]["web"]
+    assert set(web) == {"ports", "deploy"}
+    assert web["ports"] == [{"target": 8000, "published": 8000}]
+
+
+def mock_context(result: Result) -> MockContext:
+    """invoke's MockContext with the namespace's settings, answering every command with `result`."""
+    return MockContext(config=Config(overrides=tasks.ns.configuration()), run=result, repeat=True)
+
+
+def test_lock_compiles_each_layer_constrained_by_the_one_below(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: f"/bin/{name}")
+    c = mock_context(Result())
+    tasks.lock(c, package="flask")
+    commands_run = [call.args[0] for call in c.run.call_args_list]
+    assert len(commands_run) == 3
+    assert "requirements/production.in -o requirements/production.txt" in commands_run[0]
+    assert "--constraint requirements/production.txt requirements/testing.in" in commands_run[1]
+    assert "--constraint requirements/testing.txt requirements/development.in" in commands_run[2]
+    assert all(
+        "--upgrade-package flask" in command and "--generate-hashes" in command
+        for command in commands_run
+    )
+
+
+def test_a_failed_lock_stops_at_that_layer(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: f"/bin/{name}")
+    c = MockContext(
+        config=Config(overrides=tasks.ns.configuration()), run=Result(exited=1), repeat=True
+    )
+    assert "locking requirements/production.in failed" in failure(tasks.lock, c)
+    assert c.run.call_count == 1
