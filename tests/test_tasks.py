@@ -41,7 +41,7 @@ def project(tmp_path_factory):
     for env in ("development", "testing"):
         inv(root, "db.down", APPLICATION_CONFIG=env)
     state = subprocess.run(
-        [sys.executable, "-c", "import tasks; print(local.state_root())"],
+        [sys.executable, "-c", "from steps.local import state_root; print(state_root())"],
         cwd=root, capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     shutil.rmtree(state, ignore_errors=True)
