@@ -55,7 +55,6 @@ from psycopg2.extensions import connection as Connection
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-# Importing tasks also turns SIGTERM into SystemExit, so `finally` blocks run on it too.
 from benchmark import BenchmarkError, exits_on_failure  # noqa: E402  (the sibling script)
 
 import steps  # noqa: E402
@@ -244,12 +243,12 @@ def scrub_environment() -> None:
 def throwaway_servers(env: environment.Env) -> postgres.Servers:
     """Who will run the throwaway server; refused when a warm testing server runs, since
     `database_server` would use that one and this benchmark would write into it."""
-    servers = servers.db_servers(env)
-    if servers.running() is not None:
+    chosen = servers.db_servers(env)
+    if chosen.running() is not None:
         raise BenchmarkError(
             "a warm testing server is running: stop it first (`APPLICATION_CONFIG=testing inv db.down`)"
         )
-    return servers
+    return chosen
 
 
 @contextlib.contextmanager
@@ -709,7 +708,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with exits_on_failure(progress):
+    # SIGTERM unwinds like Ctrl-C, so that `finally` blocks stop what was started.
+    with commands.sigterm_unwinds(), exits_on_failure(progress):
         wrk_version = require_wrk()
         results = measure(args.seconds, args.connections)
     print(report(results, wrk_version, args.seconds, args.connections))

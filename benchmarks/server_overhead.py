@@ -46,7 +46,6 @@ from invoke import Exit
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-# Importing tasks also turns SIGTERM into SystemExit, so `finally` blocks run on it too.
 from steps import commands, compose, environment, local, postgres, servers  # noqa: E402
 
 COPY_RUNS = 5
@@ -65,6 +64,7 @@ LOADED_PREFIXES = ("POSTGRES_", "FLASK_")
 # The `test` task of tasks.py, minus pytest.
 COLD_TEST = """\
 import tasks
+from steps import environment, postgres, servers
 env = environment.load_env("testing")
 with servers.database_server(env, throwaway=True) as (host, port):
     postgres.create_database(env, host, port)
@@ -201,10 +201,10 @@ def run_timed(
 
 
 def time_python(
-    code: str, environment: dict[str, str], leftovers: Callable[[int], None] | None = None
+    code: str, environ: dict[str, str], leftovers: Callable[[int], None] | None = None
 ) -> float:
     """Wall time of a fresh interpreter running `code` in the project root."""
-    return run_timed([sys.executable, "-c", code], leftovers, cwd=PROJECT, env=environment)
+    return run_timed([sys.executable, "-c", code], leftovers, cwd=PROJECT, env=environ)
 
 
 def progress(message: str) -> None:
@@ -235,17 +235,17 @@ def child_projects(env: environment.Env) -> Callable[[int], None]:
     return remove
 
 
-def time_cold_test(env: environment.Env, environment: dict[str, str]) -> float:
+def time_cold_test(env: environment.Env, environ: dict[str, str]) -> float:
     refuse_warm_server(env)
     leftovers = child_projects(env) if env.db_server == "compose" else None
-    return time_python(COLD_TEST, environment, leftovers)
+    return time_python(COLD_TEST, environ, leftovers)
 
 
-def measure_cold_test(env: environment.Env, environment: dict[str, str], runs: int) -> Row:
+def measure_cold_test(env: environment.Env, environ: dict[str, str], runs: int) -> Row:
     """The cold `inv test` overhead with env's DB_SERVER, over `runs` fresh subprocesses."""
-    environment = {**environment, "DB_SERVER": env.db_server}
+    environ = {**environ, "DB_SERVER": env.db_server}
     progress(f"cold `inv test` (DB_SERVER={env.db_server}) without pytest, {runs} runs")
-    cold = [time_cold_test(env, environment) for _ in range(runs)]
+    cold = [time_cold_test(env, environ) for _ in range(runs)]
     return Row(cold_test_label(env.db_server), str(runs), median_max(cold))
 
 
@@ -311,12 +311,10 @@ def measure_steps(
     ]
 
 
-def measure_local_cold_test(
-    env: environment.Env, environment: dict[str, str], runs: int
-) -> list[Row]:
-    cold = measure_cold_test(env, environment, runs)
+def measure_local_cold_test(env: environment.Env, environ: dict[str, str], runs: int) -> list[Row]:
+    cold = measure_cold_test(env, environ, runs)
     progress(f"`import tasks` only, {runs} runs")
-    imports = [time_python(IMPORT_ONLY, environment) for _ in range(runs)]
+    imports = [time_python(IMPORT_ONLY, environ) for _ in range(runs)]
     return [
         cold,
         Row("... of which `python -c 'import tasks'`", str(runs), median_max(imports)),
@@ -325,10 +323,10 @@ def measure_local_cold_test(
 
 
 def measure_compose_cold_test(
-    env: environment.Env, environment: dict[str, str], runs: int
+    env: environment.Env, environ: dict[str, str], runs: int
 ) -> list[Row]:
     return [
-        measure_cold_test(env, environment, runs),
+        measure_cold_test(env, environ, runs),
         *measure_steps(env, runs, time_compose_steps),
     ]
 
@@ -469,27 +467,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def benchmark(runs: int, only: str) -> list[Row]:
     """The measurements `only` selects, as table rows."""
-    environment = scrub_environment()
+    environ = scrub_environment()
     testing = environment.load_env("testing")
-    local, compose = with_db_server(testing, "local"), with_db_server(testing, "compose")
+    local_env, compose_env = with_db_server(testing, "local"), with_db_server(testing, "compose")
     wants_compose = only in ("compose", "all")
     measures_local = only in ("local", "all")
     measures_compose = wants_compose and compose.docker_engine_answers()
     # Refused now rather than minutes in.
     if measures_local:
-        refuse_warm_server(local)
+        refuse_warm_server(local_env)
     if measures_compose:
-        refuse_warm_server(compose)
+        refuse_warm_server(compose_env)
     rows: list[Row] = []
     if measures_local:
-        tools = cluster_tools(local)  # made before timing anything: a cold run finds it cached
-        rows += measure_local_cold_test(local, environment, runs)
+        tools = cluster_tools(local_env)  # made before timing anything: a cold run finds it cached
+        rows += measure_local_cold_test(local_env, environ, runs)
     if measures_compose:
-        rows += measure_compose_cold_test(compose, environment, runs)
+        rows += measure_compose_cold_test(compose_env, environ, runs)
     elif wants_compose:
         rows.append(Row(cold_test_label("compose"), "-", "skipped: no Docker engine"))
     if measures_local:
-        rows += [*measure_cluster_creation(local, tools), *measure_isolation(local)]
+        rows += [*measure_cluster_creation(local_env, tools), *measure_isolation(local_env)]
     return rows
 
 
@@ -511,7 +509,8 @@ def exits_on_failure(progress: Callable[[str], None]) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with exits_on_failure(progress):
+    # SIGTERM unwinds like Ctrl-C, so that `finally` blocks stop what was started.
+    with commands.sigterm_unwinds(), exits_on_failure(progress):
         rows = benchmark(args.runs, args.only)
     print(markdown_table(rows))
     return 0

@@ -1,0 +1,185 @@
+"""The TDD loop: one small test file run again and again, timed beside the seed's own
+`manage.py test` (the tutorial this project descends from) in the same run.
+
+Each row is the wall time of the whole command, as a user types it, median of --runs runs
+after one unmeasured warm-up run:
+
+  seed baseline       `python manage.py test` in a copy of ../shared/seed-baseline (its one
+                      test, test__create_user, on docker-compose, as the tutorial does)
+  warm                `inv test -- tests/test_models.py` with the warm test server of
+                      `APPLICATION_CONFIG=testing inv db.up` (local binaries, then Compose)
+  cold                the same, each run its own throwaway server (DB_SERVER=local, compose)
+  --pattern user      `inv test --pattern user`, cold: the whole suite collected, the user tests run
+  plain pytest        `pytest tests/test_models.py` with the warm server up
+
+It works in a copy of this project (its own cluster folder and Compose project names), so
+your own servers are neither used nor touched, and removes what it started on the way out.
+
+    python benchmarks/tdd_loop.py [--runs 5] [--quick]
+
+--quick: one run per row and no warm-up (CI runs it so that it cannot rot). The Compose
+rows and the seed need a Docker engine; without one they are left out, and the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from steps.compose import docker_engine_answers  # noqa: E402
+from steps.environment import REQUIRED_VARIABLES  # noqa: E402
+
+SEED = PROJECT.parent / "shared" / "seed-baseline"
+TEST_FILE = "tests/test_models.py"
+# What an outer `inv` or `inv test` may have exported: each measured command loads its own.
+EXPORTED = {
+    "APPLICATION_CONFIG", "FLASK_CONFIG", "FLASK_DEBUG", "SECRET_KEY", "DB_SERVER",
+    "DATABASE_URL", "INV_TEST_DATABASE", "PGPASSWORD", *REQUIRED_VARIABLES,
+}  # fmt: skip
+IGNORED = shutil.ignore_patterns(
+    ".git", ".venv", ".postgres", "__pycache__", ".pytest_cache", ".ruff_cache",
+    ".schemathesis", ".coverage", "*.local.env",
+)  # fmt: skip
+
+
+def progress(message: str) -> None:
+    print(f"tdd_loop: {message}", file=sys.stderr, flush=True)
+
+
+def environ(**overrides: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if k not in EXPORTED and not k.startswith("COV_")}
+    return {**clean, **overrides}
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"tdd_loop: `{' '.join(command)}` failed:\n{result.stdout}{result.stderr}")
+    return elapsed
+
+
+def measure(
+    label: str, command: list[str], cwd: Path, env: dict[str, str], runs: int, warm_up: bool
+) -> tuple[str, list[float]]:
+    progress(f"{label}: {runs} run(s)")
+    if warm_up:
+        timed(command, cwd, env)
+    return label, [timed(command, cwd, env) for _ in range(runs)]
+
+
+def inv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "invoke", *args]
+
+
+def table(rows: list[tuple[str, list[float]]], seed: float | None) -> str:
+    lines = ["| command | runs | median | max | ratio to seed |", "|---|---:|---:|---:|---:|"]
+    for label, times in rows:
+        median = statistics.median(times)
+        ratio = f"{median / seed:.2f}" if seed else "-"
+        lines.append(f"| {label} | {len(times)} | {median:.2f} s | {max(times):.2f} s | {ratio} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="one run per row, no warm-up")
+    options = parser.parse_args()
+    runs, warm_up = (1, False) if options.quick else (options.runs, True)
+    docker = docker_engine_answers()
+    servers = ["local", "compose"] if docker else ["local"]
+    rows: list[tuple[str, list[float]]] = []
+    seed_median = None
+    with tempfile.TemporaryDirectory(prefix="tdd-loop-") as scratch:
+        copy = Path(scratch) / "project"
+        shutil.copytree(PROJECT, copy, ignore=IGNORED)
+        if docker and SEED.is_dir():
+            seed = Path(scratch) / "seed"
+            shutil.copytree(SEED, seed)
+            label, times = measure(
+                "seed: `python manage.py test`",
+                [sys.executable, "manage.py", "test"],
+                seed,
+                environ(),
+                runs,
+                warm_up,
+            )
+            rows.append((label, times))
+            seed_median = statistics.median(times)
+        else:
+            progress("no Docker engine or no ../shared/seed-baseline: the seed's row is left out")
+        test_file = inv("test", "--", TEST_FILE)
+        for server in servers:
+            up = environ(APPLICATION_CONFIG="testing", DB_SERVER=server)
+            subprocess.run(inv("db.up"), cwd=copy, env=up, check=True, capture_output=True)
+            try:
+                rows.append(
+                    measure(
+                        f"warm {server}: `inv test -- {TEST_FILE}`",
+                        test_file,
+                        copy,
+                        environ(DB_SERVER=server),
+                        runs,
+                        warm_up,
+                    )
+                )
+                if server == "local":
+                    plain = [sys.executable, "-m", "pytest", TEST_FILE]
+                    rows.append(
+                        measure(
+                            f"warm {server}: `pytest {TEST_FILE}`",
+                            plain,
+                            copy,
+                            environ(DB_SERVER=server),
+                            runs,
+                            warm_up,
+                        )
+                    )
+            finally:
+                subprocess.run(inv("db.down"), cwd=copy, env=up, capture_output=True)
+        for server in servers:
+            rows.append(
+                measure(
+                    f"cold {server}: `inv test -- {TEST_FILE}`",
+                    test_file,
+                    copy,
+                    environ(DB_SERVER=server),
+                    runs,
+                    warm_up,
+                )
+            )
+        for server in servers:
+            pattern = inv("test", "--pattern", "user")
+            rows.append(
+                measure(
+                    f"cold {server}: `inv test --pattern user`",
+                    pattern,
+                    copy,
+                    environ(DB_SERVER=server),
+                    runs,
+                    warm_up,
+                )
+            )
+        state = subprocess.run(
+            [sys.executable, "-c", "from steps.local import state_root; print(state_root())"],
+            cwd=copy, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        if state:
+            shutil.rmtree(state, ignore_errors=True)
+    print(table(rows, seed_median))
+
+
+if __name__ == "__main__":
+    main()
