@@ -1,18 +1,15 @@
 """The application factory."""
 
 import os
-from pathlib import Path
 
 from flask import Flask
 
 from app.config import load_config
 from app.errors import register_error_handlers
-from app.extensions import db, migrate
+from app.extensions import db, init_migrations, migrations_wanted
 from app.main import main
 from app.startup import prepare_database
 from app.users import users
-
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def create_app(config_name: str | None = None) -> Flask:
@@ -21,7 +18,8 @@ def create_app(config_name: str | None = None) -> Flask:
     app.config.from_mapping(load_config(config_name or os.environ.get("FLASK_CONFIG"), os.environ))
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(MIGRATIONS))
+    if migrations_wanted():
+        init_migrations(app)
 
     app.register_blueprint(main)
     app.register_blueprint(users)

@@ -12,12 +12,11 @@ import time
 import click
 import psycopg2
 from flask.cli import with_appcontext
-from flask_migrate import upgrade
 from psycopg2 import errors, sql
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from app.extensions import db
+from app.extensions import db, init_migrations
 from app.health import connect_arguments
 
 # Any constant: every process migrating this database takes the same lock.
@@ -80,6 +79,10 @@ def create_database(url: URL, maintenance_db: str) -> None:
 def migrate_to_head() -> None:
     """`flask db upgrade` under the advisory lock. PostgreSQL runs DDL in transactions, so a
     failed migration leaves the schema as it was."""
+    from flask import current_app
+    from flask_migrate import upgrade
+
+    init_migrations(current_app)
     with db.engine.connect() as connection:
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
         try:

@@ -12,7 +12,8 @@ after one unmeasured warm-up run:
   --pattern user      `inv test --pattern user`, cold: the whole suite collected, the user tests run
   plain pytest        `pytest tests/test_models.py` with the warm server up
 
-It works in a copy of this project (its own cluster folder and Compose project names), so
+Both projects run with Python's default of writing bytecode caches (PYTHONDONTWRITEBYTECODE
+is removed from their environment), as on a developer's machine. It works in a copy of this project (its own cluster folder and Compose project names), so
 your own servers are neither used nor touched, and removes what it started on the way out.
 
     python benchmarks/tdd_loop.py [--runs 5] [--quick]
@@ -57,7 +58,10 @@ def progress(message: str) -> None:
 
 
 def environ(**overrides: str) -> dict[str, str]:
+    """This environment less what an outer inv exported, and with Python's default of
+    writing bytecode caches: a user's machine keeps them, CI images often turn them off."""
     clean = {k: v for k, v in os.environ.items() if k not in EXPORTED and not k.startswith("COV_")}
+    clean.pop("PYTHONDONTWRITEBYTECODE", None)
     return {**clean, **overrides}
 
 

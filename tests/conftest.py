@@ -10,7 +10,6 @@ import functools
 import os
 
 import pytest
-from invoke import Exit
 from sqlalchemy import text
 
 # What `inv test` exports once its database is ready.
@@ -24,6 +23,8 @@ def test_database():
         host, port = os.environ[PREPARED].rsplit(":", 1)
         yield host, int(port)
         return
+    from invoke import Exit
+
     from steps.environment import load_env
     from steps.postgres import create_database
     from steps.servers import database_server
@@ -48,7 +49,7 @@ def app(test_database):
     with app.app_context():
         with db.engine.connect() as connection:
             if not at_head(connection):
-                migrate(connection)
+                migrate(app, connection)
         db.engine.dispose()
     return app
 
@@ -82,12 +83,14 @@ def at_head(connection) -> bool:
     return comment is not None and comment == schema_mark(connection)
 
 
-def migrate(connection) -> None:
+def migrate(app, connection) -> None:
     """`flask db upgrade` under the lock the containers take, then mark the database at head."""
     from flask_migrate import upgrade
 
+    from app.extensions import init_migrations
     from app.startup import MIGRATION_LOCK
 
+    init_migrations(app)
     connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
     try:
         upgrade()
