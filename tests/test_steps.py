@@ -225,3 +225,16 @@ def test_a_failed_lock_stops_at_that_layer(monkeypatch):
     )
     assert "locking requirements/production.in failed" in failure(tasks.lock, c)
     assert c.run.call_count == 1
+
+
+def test_the_tasks_import_without_posix_only_modules():
+    """As on Windows, for our code: invoke itself is imported first, as it picks its own
+    terminal modules by platform."""
+    probe = (
+        "import sys, invoke, dotenv; sys.modules.update(dict.fromkeys(['fcntl', 'pwd', 'grp', 'termios', 'resource'])); "
+        "import tasks, steps.local, steps.compose, steps.servers, steps.swarm, steps.app_commands; print('imported')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == "imported", result.stderr
