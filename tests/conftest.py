@@ -8,6 +8,7 @@ or uses the warm one of `APPLICATION_CONFIG=testing inv db.up`, and stops what i
 import contextlib
 import functools
 import os
+import signal
 
 import pytest
 from sqlalchemy import text
@@ -36,7 +37,23 @@ def test_database():
             create_database(env, host, port)
         except Exit as error:
             pytest.exit(error.message or f"exit {error.code}", returncode=4)
+        stack.enter_context(sigterm_interrupts())
         yield host, port
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """SIGTERM stops the session as Ctrl-C does (pytest would take the steps' SystemExit for
+    a failing test and go on); either way, the session's teardown stops the server."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ import pytest
 from project_copy import (
     TIMEOUT,
     check_the_warm_test_server_is_used_and_left_running,
+    clean_environ,
     fetch_when_up,
     free_port,
     make_copy,
@@ -134,6 +135,41 @@ def test_an_interrupted_run_stops_its_server_and_deletes_its_cluster(project, tm
     output = run.communicate(timeout=TIMEOUT)[0]
 
     assert run.returncode == (2 if signum == signal.SIGINT else 128 + signum), output
+    assert throwaway_clusters(project) == set()
+    assert stray_throwaway_servers(project) == []
+
+
+# --------------------------------------------------------------------------- plain pytest
+
+
+def start_pytest(project: Path, **env: str) -> subprocess.Popen:
+    """Plain `pytest` in the copy, as a terminal or an IDE runs it: no variables from inv."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest"], cwd=project, env=clean_environ("local", **env),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def test_plain_pytest_starts_its_own_server_and_stops_it_after_a_failure(
+    project, leaves_nothing_behind
+):
+    run = start_pytest(project, SAMPLE_FAIL="1")
+    output = run.communicate(timeout=TIMEOUT)[0]
+    assert run.returncode == 1, output
+    assert "1 failed, 2 passed" in output
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_plain_pytest_stops_its_server(project, tmp_path, signum):
+    marker = tmp_path / "started"
+    run = start_pytest(project, SAMPLE_MARKER=str(marker))
+    wait_for_marker(marker, run)
+    assert len(throwaway_clusters(project)) == 1
+
+    run.send_signal(signum)
+    output = run.communicate(timeout=TIMEOUT)[0]
+
+    assert run.returncode == 2, output  # pytest's "interrupted"
     assert throwaway_clusters(project) == set()
     assert stray_throwaway_servers(project) == []
 
