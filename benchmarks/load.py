@@ -55,7 +55,7 @@ from psycopg2.extensions import connection as Connection
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from benchmark import BenchmarkError, exits_on_failure  # noqa: E402  (the sibling script)
+from server_overhead import BenchmarkError, exits_on_failure  # noqa: E402  (the sibling script)
 
 import steps  # noqa: E402
 from steps import app_commands, commands, environment, postgres, servers  # noqa: E402
