@@ -14,6 +14,7 @@ from invoke import Collection, Exit, task
 
 from steps import PROJECT
 from steps.app_commands import (
+    debugger_pin,
     flask,
     free_or_fail,
     gunicorn_command,
@@ -52,7 +53,10 @@ def dev(c):
     with server(c, env) as (db_host, db_port):
         create_database(env, db_host, db_port)
         migrate_to_head()
+        pin = debugger_pin()
+        export(WERKZEUG_DEBUG_PIN=pin)
         say(f"serving http://{host}:{port}/ (Ctrl-C stops Flask; the database keeps running)")
+        say(f"the debugger's PIN for this run: {pin} (shown only here)")
         raise Exit(code=flask("run", *remainder(c)))
 
 
@@ -202,16 +206,12 @@ def db_status(c):
 
 @task(name="shell")
 def db_shell(c):
-    """Open psql on the app's database."""
-    from steps.local import find_server_binaries
-
+    """Open psql on the app's database, with the psql that matches its server."""
     env = load_env()
     with server(c, env) as (host, port):
         create_database(env, host, port)
-        psql = shutil.which("psql") or str(find_server_binaries() / "psql")
         export(PGPASSWORD=env["POSTGRES_PASSWORD"])
-        user, database = env["POSTGRES_USER"], env["APPLICATION_DB"]
-        raise Exit(code=run([psql, "-h", host, "-p", str(port), "-U", user, database]))
+        raise Exit(code=run(db_servers(env).psql(port, env["APPLICATION_DB"])))
 
 
 @task(name="reset", help={"yes": "no question asked (required without a TTY and in production)"})

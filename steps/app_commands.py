@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
 
@@ -68,3 +69,10 @@ def pytest_command(pattern: str | None = None, coverage: bool = True) -> list[st
         else ["-p", "no:pytest_cov"]
     )
     return args + (["-k", pattern] if pattern else [])
+
+
+def debugger_pin() -> str:
+    """A PIN for Werkzeug's debugger that nobody can work out: by default it is derived from
+    facts any local user can read (user name, paths, MAC address, machine id)."""
+    digits = f"{secrets.randbelow(10**9):09d}"
+    return "-".join(digits[i : i + 3] for i in range(0, 9, 3))

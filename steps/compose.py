@@ -218,3 +218,8 @@ class ComposeServers(Servers):
 
     def where(self) -> str:
         return f"project {self.project}; data in its volumes; log: `inv compose -- logs db`"
+
+    def psql(self, port: int, database: str) -> list[str]:
+        """The psql inside the `db` container: the server's own version."""
+        psql = ["exec", "db", "psql", "-U", self.env["POSTGRES_USER"], database]
+        return [*compose_command(self.env, self.project), *without_tty(psql)]

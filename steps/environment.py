@@ -3,6 +3,7 @@ checked before anything starts, then exported for every command the task runs.""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
 from steps import PROJECT
-from steps.commands import fail
+from steps.commands import fail, say
 
 ENVIRONMENTS = ("development", "testing", "production")
 DB_SERVERS = ("auto", "compose", "local", "external")
@@ -48,14 +49,27 @@ class Env:
         return self.name == "production"
 
 
+FLASK_CONFIGS = ("development", "testing", "production")
+# Linux refuses to start a program whose environment holds a longer NAME=value (MAX_ARG_STRLEN).
+LONGEST_VARIABLE = 128 * 1024 - 1
+# Only what the tasks start serves the tests: a database named in the shell is never touched.
+IGNORED_BY_TESTING = ("DATABASE_URL",)
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """The variables of one dotenv file; a line it cannot parse is an error, not a warning."""
-    with path.open(encoding="utf-8") as stream:
-        for binding in parse_stream(stream):
-            if binding.error:
-                line = binding.original.line
-                fail(f"{shown(path)}:{line}: cannot parse this line (want NAME=value)")
-    return {k: v or "" for k, v in dotenv_values(path).items()}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        fail(f"{shown(path)}:{line}: not UTF-8 text: save the file as UTF-8")
+    except OSError as error:
+        fail(f"cannot read {shown(path)}: {error.strerror}")
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error or (binding.key and binding.value is None):
+            line = binding.original.line
+            fail(f"{shown(path)}:{line}: cannot parse this line (want NAME=value)")
+    return {k: v or "" for k, v in dotenv_values(stream=io.StringIO(text)).items()}
 
 
 def shown(path: Path) -> str:
@@ -86,6 +100,24 @@ def check_variables(name: str, values: Mapping[str, str]) -> None:
         fail(f"POSTGRES_PORT={port!r} is not a port number (or `auto`, a free port)")
     if port == "auto" and values.get("DB_SERVER") == "external":
         fail("POSTGRES_PORT=auto needs a server this project starts, not DB_SERVER=external")
+    for var in ("FLASK_RUN_PORT", "WEB_PORT"):
+        value = values.get(var) or "1"
+        if not (value.isdigit() and 0 < int(value) < 65536):
+            fail(f"{var}={value!r} is not a port number (1 to 65535)")
+    if values["FLASK_CONFIG"] not in FLASK_CONFIGS:
+        choices = ", ".join(FLASK_CONFIGS)
+        fail(f"unknown FLASK_CONFIG {values['FLASK_CONFIG']!r}: choose one of {choices}")
+    if re.search(r"[\x00-\x1f\x7f'\"\\]", values["POSTGRES_USER"]):
+        fail("POSTGRES_USER has a quote, a backslash or a control character: use a plain name")
+    if re.search(r"[\x00-\x1f\x7f]", values["POSTGRES_PASSWORD"]):
+        fail("POSTGRES_PASSWORD has a newline or another control character: tools cut it there")
+    for var, value in values.items():
+        if "\0" in var or "\0" in value:
+            fail(f"{var!r} holds a NUL byte, which no environment can carry: remove it")
+        if len(var) + len(value) + 1 > LONGEST_VARIABLE:
+            fail(
+                f"{var} is {len(value):,} characters long: more than a program's environment can carry"
+            )
 
 
 def check_app_config(values: Mapping[str, str]) -> None:
@@ -123,6 +155,12 @@ def read_env(name: str | None = None, environ: Mapping[str, str] | None = None) 
         values.update(read_env_file(local))
     values.update(environ)
     values["APPLICATION_CONFIG"] = name
+    if name == "testing":
+        for var in IGNORED_BY_TESTING:
+            if values.pop(var, None):
+                say(
+                    f"{var} is ignored by the testing environment: the tests use the database the tasks start"
+                )
     check_variables(name, values)
     check_app_config(values)
     return Env(name, values)
@@ -131,6 +169,9 @@ def read_env(name: str | None = None, environ: Mapping[str, str] | None = None) 
 def load_env(name: str | None = None) -> Env:
     """Read the environment `name` and export it: the app and every command read it."""
     env = read_env(name)
+    if env.name == "testing":
+        for var in IGNORED_BY_TESTING:
+            os.environ.pop(var, None)
     os.environ.update(env.vars)
     return env
 

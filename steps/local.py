@@ -230,10 +230,20 @@ class LocalCluster:
             return None
         return (pid, port) if process_alive(pid) else None
 
-    def last_log_line(self) -> str:
+    def why_it_stopped(self) -> str:
+        """From the log's end: a full disk named as such, else the last FATAL or PANIC line,
+        else the last line."""
         with contextlib.suppress(OSError):
-            lines = self.log.read_text(errors="replace").splitlines()
-            return next((line for line in reversed(lines) if line.strip()), "")
+            lines = [
+                line
+                for line in self.log.read_text(errors="replace").splitlines()[-50:]
+                if line.strip()
+            ]
+            for wanted in ("No space left on device", "FATAL", "PANIC"):
+                found = next((line for line in reversed(lines) if wanted in line), None)
+                if found:
+                    return found
+            return lines[-1] if lines else ""
         return ""
 
 
@@ -254,7 +264,11 @@ def process_alive(pid: int) -> bool:
 def make_cluster(cluster: LocalCluster, env: Env) -> None:
     """Fill cluster.data with a copy of the cached template (made by initdb on first use)."""
     template = template_cluster(env, cluster.bindir, cluster.account)
-    subprocess.run(["cp", "-a", template, cluster.data], check=True, **as_account(cluster.account))
+    copy = ["cp", "-a", template, cluster.data]
+    copied = subprocess.run(copy, capture_output=True, text=True, **as_account(cluster.account))
+    if copied.returncode != 0:
+        reason = (copied.stderr.strip().splitlines() or [f"exit {copied.returncode}"])[-1]
+        fail(f"cannot make the cluster in {cluster.home}: {reason}")
 
 
 def start_postmaster(
@@ -303,7 +317,7 @@ def exited(process: subprocess.Popen, cluster: LocalCluster) -> Callable[[], str
     def why() -> str | None:
         if process.poll() is None:
             return None
-        return f"the PostgreSQL server exited ({process.returncode}): {cluster.last_log_line()} (log: {cluster.log})"
+        return f"the PostgreSQL server exited ({process.returncode}): {cluster.why_it_stopped()} (log: {cluster.log})"
 
     return why
 
@@ -396,3 +410,9 @@ class LocalServers(Servers):
 
     def where(self) -> str:
         return f"data {self.cluster.data}; log {self.cluster.log}"
+
+    def psql(self, port: int, database: str) -> list[str]:
+        """The psql that came with the server (another on PATH may be older than it)."""
+        psql = find_server_binaries() / "psql"
+        user = self.env["POSTGRES_USER"]
+        return [str(psql), "-h", LOOPBACK, "-p", str(port), "-U", user, database]

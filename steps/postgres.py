@@ -51,6 +51,15 @@ class Servers:
         """Where its data and logs are, for `db.status`."""
         raise NotImplementedError
 
+    def psql(self, port: int, database: str) -> list[str]:
+        """psql on `database`: the one on PATH, else the server binaries' (as PGPASSWORD says)."""
+        import shutil
+
+        from steps.local import find_server_binaries
+
+        psql = shutil.which("psql") or str(find_server_binaries() / "psql")
+        return [psql, "-h", self.host, "-p", str(port), "-U", self.env["POSTGRES_USER"], database]
+
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     """Whether a server could listen there; like servers do, TIME_WAIT leftovers do not count."""

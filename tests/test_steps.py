@@ -48,6 +48,12 @@ BAD_ENVIRONMENTS = [
     ("production", {**PRODUCTION, "SECRET_KEY": "development-only-not-secret"}, "SECRET_KEY is one committed in env/"),
     ("production", {**PRODUCTION, "FLASK_DEBUG": "1"}, "FLASK_DEBUG is on with the production config"),
     ("development", {"DATABASE_URL": "mysql://u:p@db.example/app"}, "DATABASE_URL is not a PostgreSQL URL"),
+    ("development", {"FLASK_CONFIG": "develop"}, "unknown FLASK_CONFIG 'develop': choose one of development, testing, production"),
+    ("development", {"FLASK_RUN_PORT": "abc"}, "FLASK_RUN_PORT='abc' is not a port number"),
+    ("development", {"WEB_PORT": "70000"}, "WEB_PORT='70000' is not a port number"),
+    ("development", {"POSTGRES_USER": "o'brien"}, "POSTGRES_USER has a quote"),
+    ("development", {"POSTGRES_PASSWORD": "pass\nword"}, "POSTGRES_PASSWORD has a newline"),
+    ("development", {"GREETING": "x" * 200_000}, "GREETING is 200,000 characters long"),
 ]  # fmt: skip
 
 
@@ -82,6 +88,49 @@ def test_a_malformed_env_line_is_named_with_its_file_and_line(project):
     )
     message = failure(environment.read_env, "development", {})
     assert "env/development.local.env:2: cannot parse this line" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b"POSTGRES_PORT=5433\nSECRET_KEY=caf\xe9\n",
+            "env/development.local.env:2: not UTF-8 text",
+        ),
+        (
+            b"POSTGRES_PORT=5433\nAPPLICATION_DB\n",
+            "env/development.local.env:2: cannot parse this line",
+        ),
+        (b"SECRET_KEY=a\x00b\n", "'SECRET_KEY' holds a NUL byte"),
+    ],
+)
+def test_garbage_in_an_env_file_is_one_line(project, content, message):
+    (project / "env" / "development.local.env").write_bytes(content)
+    assert message in failure(environment.read_env, "development", {})
+
+
+def test_a_database_url_in_the_shell_never_reaches_the_tests(project, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://me:secret@prod.example/app")
+    env = environment.load_env("testing")
+    assert "DATABASE_URL" not in env.vars and "DATABASE_URL" not in os.environ
+    assert "DATABASE_URL is ignored by the testing environment" in capsys.readouterr().err
+
+
+def test_the_debugger_pin_is_random_for_each_run():
+    pins = {app_commands.debugger_pin() for _ in range(20)}
+    assert len(pins) == 20
+    assert all(len(pin) == 11 and pin.replace("-", "").isdigit() for pin in pins)
+
+
+def test_db_shell_uses_the_psql_that_came_with_a_local_server(tmp_path, monkeypatch):
+    """A psql earlier on PATH (an older client, say) is not the one used."""
+    (tmp_path / "psql").write_text("#!/bin/sh\n")
+    (tmp_path / "psql").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    env = environment.Env("development", {"POSTGRES_USER": "postgres", "DB_SERVER": "local"})
+    command = local.LocalServers(env).psql(5433, "application")
+    assert command[0] == str(local.find_server_binaries() / "psql")
+    assert command[1:] == ["-h", "127.0.0.1", "-p", "5433", "-U", "postgres", "application"]
 
 
 def test_a_missing_env_file_says_how_to_restore_it(project):
@@ -238,3 +287,14 @@ def test_the_tasks_import_without_posix_only_modules():
         [sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True
     )
     assert result.stdout.strip() == "imported", result.stderr
+
+
+def test_a_server_that_stopped_on_a_full_disk_says_so(tmp_path):
+    cluster = local.LocalCluster(tmp_path)
+    cluster.log.write_text(
+        "2026-11-25 LOG:  checkpoint starting\n"
+        '2026-11-25 PANIC:  could not write to file "pg_wal/xlogtemp.42": No space left on device\n'
+        '2026-11-25 LOG:  background worker "logical replication launcher" exited\n'
+        "2026-11-25 LOG:  database system is shut down\n"
+    )
+    assert cluster.why_it_stopped().endswith("No space left on device")
