@@ -72,8 +72,9 @@ def find_server_binaries() -> Path:
     )
 
 
-def server_account() -> struct_passwd | None:
-    """The account the server runs as: None (ourselves) unless we are root, then SERVER_USER."""
+def server_account(create: bool = True) -> struct_passwd | None:
+    """The account the server runs as: None (ourselves) unless we are root, then SERVER_USER
+    (made on first use unless `create` is false)."""
     if os.geteuid() != 0:
         return None
     import pwd
@@ -81,6 +82,8 @@ def server_account() -> struct_passwd | None:
     try:
         return pwd.getpwnam(SERVER_USER)
     except KeyError:
+        if not create:
+            return None
         nologin = "/usr/sbin/nologin" if Path("/usr/sbin/nologin").exists() else "/bin/false"
         subprocess.run(
             ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
@@ -187,7 +190,11 @@ def template_cluster(env: Env, bindir: Path, account: struct_passwd | None) -> P
     work = give_to(Path(tempfile.mkdtemp(dir=ensure_dir(template.parent))), account)
     try:
         password = work / "password"
-        password.write_text(env["POSTGRES_PASSWORD"] + "\n")
+        fd = os.open(
+            password, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600
+        )
+        with os.fdopen(fd, "w") as handle:
+            handle.write(env["POSTGRES_PASSWORD"] + "\n")
         give_to(password, account)
         result = subprocess.run(
             [bindir / "initdb", "-D", work / "data", "-U", env["POSTGRES_USER"], f"--pwfile={password}",
@@ -221,14 +228,20 @@ class LocalCluster:
     def log(self) -> Path:
         return self.home / "server.log"
 
-    def running(self) -> tuple[int, int] | None:
-        """(pid, port) of its postmaster when it runs, from postmaster.pid."""
+    def recorded_postmaster(self) -> tuple[int, int] | None:
+        """(pid, port) as postmaster.pid records them, whatever runs under that PID now."""
         try:
-            lines = (self.data / "postmaster.pid").read_text().splitlines()
-            pid, port = int(lines[0]), int(lines[3])
+            lines = read_small_file(self.data / "postmaster.pid").splitlines()
+            return int(lines[0]), int(lines[3])
         except (OSError, ValueError, IndexError):
             return None
-        return (pid, port) if process_alive(pid) else None
+
+    def running(self) -> tuple[int, int] | None:
+        """(pid, port) of its postmaster when it runs: the PID postmaster.pid records, only
+        if that process is a postgres on this data folder (a stale or forged file names
+        another process)."""
+        recorded = self.recorded_postmaster()
+        return recorded if recorded and is_postmaster_of(recorded[0], self.data) else None
 
     def why_it_stopped(self) -> str:
         """From the log's end: a full disk named as such, else the last FATAL or PANIC line,
@@ -245,6 +258,55 @@ class LocalCluster:
                     return found
             return lines[-1] if lines else ""
         return ""
+
+
+def read_small_file(path: Path, limit: int = 4096) -> str:
+    """A small regular file's text, never through a symlink or from a FIFO: as root, the
+    folders read here belong to the server's account, which could plant either."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return handle.read(limit).decode(errors="replace")
+
+
+def open_log(path: Path) -> int:
+    """The server log, opened for appending as root would: no symlink, no hard link, no FIFO
+    (its folder belongs to the server's account)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0), 0o600)
+    except OSError as error:
+        fail(
+            f"cannot open the server log {path}: {error.strerror} (a link?): remove it, then try again"
+        )
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        fail(f"{path} is not a plain file of its own (a link?): remove it, then try again")
+    return fd
+
+
+def is_postmaster_of(pid: int, data: Path) -> bool:
+    """Whether `pid` is a running postgres serving `data`, as the server's account. Without
+    /proc (macOS) all that can be checked is that the PID runs."""
+    if not Path("/proc/self").is_dir():
+        return process_alive(pid)
+    proc = Path(f"/proc/{pid}")
+    try:
+        uid = proc.stat().st_uid
+        args = (proc / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    account = server_account(create=False) if os.geteuid() == 0 else None
+    expected_uid = account.pw_uid if account else os.geteuid()
+    serves = b"-D" in args[:-1] and args[args.index(b"-D") + 1] == os.fsencode(str(data))
+    return (
+        uid == expected_uid
+        and Path(os.fsdecode(args[0])).name == "postgres"
+        and serves
+        and process_alive(pid)
+    )
 
 
 def process_alive(pid: int) -> bool:
@@ -277,7 +339,7 @@ def start_postmaster(
     """Start postgres on loopback:port in its own session (Ctrl-C meant for flask spares it)."""
     listen = ("listen_addresses=" + LOOPBACK, f"port={port}", "unix_socket_directories=")
     options = [f"-c{setting}" for setting in (*listen, *settings)]
-    with cluster.log.open("ab") as log:
+    with os.fdopen(open_log(cluster.log), "ab") as log:
         return subprocess.Popen(
             [cluster.bindir / "postgres", "-D", cluster.data, *options],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -348,7 +410,7 @@ def remove_abandoned_clusters(account: struct_passwd | None) -> None:
         try:
             if home.stat().st_uid != uid:
                 continue
-            owner = int((home / "owner").read_text().split()[0])
+            owner = int(read_small_file(home / "owner").split()[0])
         except (OSError, ValueError):
             continue
         if not process_alive(owner):
@@ -375,7 +437,8 @@ class LocalServers(Servers):
         cluster = LocalCluster(self.cluster.home, bindir, account)
         ensure_dir(cluster.home.parent)
         give_to(ensure_dir(cluster.home, 0o700), account)
-        with locked(cluster.home / "lock"):
+        # The lock beside the cluster's folder, not in it: that folder is the server's.
+        with locked(cluster.home.with_name(f"{cluster.home.name}.lock")):
             found = cluster.running()
             if found:  # another inv started it meanwhile
                 return found[1]
@@ -383,6 +446,10 @@ class LocalServers(Servers):
             port = free_port() if auto else int(self.env["POSTGRES_PORT"])
             if not port_is_free(port):
                 busy_port_error(self.env, port)
+            if cluster.recorded_postmaster():
+                # Its server died (killed, or a zombie of the inv that started it) and left
+                # postmaster.pid, which would stop a new one: the data is intact.
+                (cluster.data / "postmaster.pid").unlink(missing_ok=True)
             if not (cluster.data / "PG_VERSION").is_file():
                 make_cluster(cluster, self.env)
             process = start_postmaster(cluster, port)

@@ -1,0 +1,171 @@
+"""What an attacker on the same machine, or a careless user, would try: done for real.
+
+Attacks by the server's account (`pglocal`, which runs PostgreSQL when the tasks run as
+root and so can write its own folders) need root to set up and are skipped otherwise.
+"""
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg2
+import pytest
+from project_copy import TIMEOUT, fetch_when_up, free_port, make_copy, run_inv, start_inv
+from werkzeug.debug import get_pin_and_cookie_name
+
+from steps import local
+
+pytestmark = pytest.mark.e2e
+as_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the attacker here is the server's account: needs root"
+)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A copy of the project; its local servers stopped and their data removed after."""
+    root = make_copy(tmp_path_factory.mktemp("hardening"))
+    yield root
+    for env in ("development", "testing"):
+        inv(root, "db.down", APPLICATION_CONFIG=env)
+    shutil.rmtree(cluster_home(root).parent, ignore_errors=True)
+
+
+def inv(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return run_inv(project, "local", *args, **env)
+
+
+def cluster_home(project: Path, env: str = "development") -> Path:
+    status = inv(project, "db.status", APPLICATION_CONFIG=env).stdout
+    return Path(re.search(r"data (\S+)/data;", status).group(1))
+
+
+@pytest.fixture
+def bystander():
+    """A process of the test's own user that nobody should signal: `sleep`."""
+    process = subprocess.Popen(["sleep", "300"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_a_stale_postmaster_pid_naming_another_process_is_neither_signalled_nor_in_the_way(
+    project, bystander
+):
+    port = str(free_port())
+    assert inv(project, "db.up", POSTGRES_PORT=port).returncode == 0
+    assert inv(project, "db.down").returncode == 0
+    pid_file = cluster_home(project) / "data" / "postmaster.pid"
+    # What a crashed server leaves when its PID has since gone to another process.
+    pid_file.write_text(f"{bystander.pid}\n{cluster_home(project)}/data\n1700000000\n{port}\n\n\n")
+
+    down = inv(project, "db.down")
+    assert "not running" in down.stderr
+    assert bystander.poll() is None, "db.down signalled a process that is not our server"
+
+    up = inv(project, "db.up", POSTGRES_PORT=port)
+    assert up.returncode == 0, up.stderr
+    assert bystander.poll() is None
+    assert inv(project, "db.down").returncode == 0
+
+
+def test_a_killed_development_server_is_restarted_with_its_data(project):
+    port = str(free_port())
+    web_port = str(free_port())
+    assert inv(project, "db.init", POSTGRES_PORT=port).returncode == 0
+    dsn = f"host=127.0.0.1 port={port} user=postgres password=postgres dbname=application"
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO users (email) VALUES ('survivor@example.com')")
+    connection.close()
+    run = start_inv(project, "local", "dev", POSTGRES_PORT=port, FLASK_RUN_PORT=web_port)
+    try:
+        assert fetch_when_up(f"http://127.0.0.1:{web_port}/", lambda: run.poll() is None)
+        pid = int((cluster_home(project) / "data" / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)  # it stays a zombie of `inv dev`, which never waits for it
+        up = inv(project, "db.up", POSTGRES_PORT=port)
+        assert up.returncode == 0, up.stderr
+        assert "started the development PostgreSQL server" in up.stderr
+        with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT email FROM users")
+            assert cursor.fetchall() == [("survivor@example.com",)]
+        connection.close()
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=TIMEOUT)
+        inv(project, "db.down")
+
+
+def test_the_debugger_pin_is_random_and_not_the_one_anyone_can_derive(project, monkeypatch):
+    """Werkzeug's default PIN comes from the user name, the Flask module's path, the MAC
+    address and the machine id: what any local user can compute, as this test does."""
+    monkeypatch.delenv("WERKZEUG_DEBUG_PIN", raising=False)
+    flask_app = type("Flask", (), {"__module__": "flask.app"})()  # as `flask run` names its app
+    derivable = get_pin_and_cookie_name(flask_app)[0]
+    shown = []
+    for _ in range(2):
+        web_port = str(free_port())
+        run = start_inv(
+            project, "local", "dev", POSTGRES_PORT=str(free_port()), FLASK_RUN_PORT=web_port
+        )
+        try:
+            assert fetch_when_up(
+                f"http://127.0.0.1:{web_port}/", lambda run=run: run.poll() is None
+            )
+        finally:
+            run.send_signal(signal.SIGINT)
+            output = run.communicate(timeout=TIMEOUT)[0]
+            inv(project, "db.down")
+        ours = re.search(r"the debugger's PIN for this run: (\S+)", output).group(1)
+        assert f"Debugger PIN: {ours}" in output  # Werkzeug's own line: the PIN it checks
+        shown.append(ours)
+    assert shown[0] != shown[1]
+    assert derivable not in shown
+
+
+@as_root
+def test_a_forged_throwaway_folder_cannot_make_root_signal_a_process(project, bystander):
+    account = local.server_account()
+    forged = Path(tempfile.mkdtemp(prefix="pglocal-test-", dir=local.scratch_root()))
+    (forged / "data").mkdir()
+    (forged / "owner").write_text(f"{dead_pid()}\n/elsewhere\n")
+    (forged / "data" / "postmaster.pid").write_text(f"{bystander.pid}\n{forged}/data\n0\n5432\n")
+    for path in (forged, forged / "data", forged / "owner", forged / "data" / "postmaster.pid"):
+        os.chown(path, account.pw_uid, account.pw_gid)
+    try:
+        result = inv(project, "test")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert bystander.poll() is None, "inv test signalled the PID a forged postmaster.pid named"
+    finally:
+        shutil.rmtree(forged, ignore_errors=True)
+
+
+@as_root
+def test_root_does_not_write_through_a_symlink_the_server_account_planted(project, tmp_path):
+    assert inv(project, "db.up", POSTGRES_PORT=str(free_port())).returncode == 0
+    assert inv(project, "db.down").returncode == 0
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    log = cluster_home(project) / "server.log"
+    log.unlink()
+    log.symlink_to(victim)
+    with contextlib.suppress(OSError):
+        os.lchown(log, local.server_account().pw_uid, local.server_account().pw_gid)
+    try:
+        result = inv(project, "db.up", POSTGRES_PORT=str(free_port()))
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1 and "server log" in result.stderr, result.stderr
+        assert victim.read_text() == "root's file\n"
+    finally:
+        log.unlink()
+        inv(project, "db.down")
