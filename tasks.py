@@ -199,6 +199,7 @@ def db_status(c):
     servers = db_servers(env)
     port = servers.running()
     if port is not None:
+        servers.load_password()
         wait_until_ready(env, servers.host, port, timeout=3)
     state = f"running on {servers.host}:{port}" if port is not None else "stopped"
     print(f"{env.name}: {state}; {servers.describe()}; {servers.where()}")

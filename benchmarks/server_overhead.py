@@ -359,7 +359,7 @@ def time_template_copy(tools: ClusterTools) -> float:
     """The copy make_cluster does of the cached template into a new folder on tmpfs."""
     with scratch_dir(tools.account) as work:
         return run_timed(
-            ["cp", "-a", tools.template, work / "data"], **local.as_account(tools.account)
+            ["cp", "-a", tools.template / "data", work / "data"], **local.as_account(tools.account)
         )
 
 

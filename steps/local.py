@@ -13,6 +13,7 @@ import glob
 import hashlib
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import stat
@@ -26,13 +27,14 @@ from typing import TYPE_CHECKING
 
 from steps import PROJECT
 from steps.commands import fail, signals_held
-from steps.environment import Env
+from steps.environment import Env, export
 from steps.postgres import (
     LOOPBACK,
     Servers,
     busy_port_error,
     free_port,
     port_is_free,
+    set_password,
     wait_until_ready,
 )
 
@@ -173,42 +175,73 @@ def server_version(bindir: Path) -> str:
     ).stdout.strip()
 
 
+# Templates kept in the cache: the most recently used ones (each about 40 MB).
+TEMPLATES_KEPT = 3
+
+
+def write_private(path: Path, text: str, account: struct_passwd | None = None) -> Path:
+    """A new file only its owner (us, or `account`) can read: never through a planted link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(path, flags, 0o600), "w") as handle:
+        handle.write(text)
+    return give_to(path, account)
+
+
 def template_cluster(env: Env, bindir: Path, account: struct_passwd | None) -> Path:
-    """An initialised cluster for these binaries and credentials, made once and then copied:
-    a copy takes about 0.1 s, initdb 0.5 to 0.7 s (benchmarks/server_overhead.py)."""
-    identity = "\n".join(
-        [
-            str(bindir.resolve()),
-            server_version(bindir),
-            env["POSTGRES_USER"],
-            env["POSTGRES_PASSWORD"],
-        ]
-    )
-    template = cache_root() / "clusters" / hashlib.sha256(identity.encode()).hexdigest()[:16]
-    if (template / "PG_VERSION").is_file():
+    """A folder with an initialised cluster (data/) for these binaries and this user, and
+    its superuser's random password (password, readable by us only), made once and then
+    copied: a copy takes about 0.1 s, initdb 0.5 to 0.7 s (benchmarks/server_overhead.py)."""
+    identity = "\n".join([str(bindir.resolve()), server_version(bindir), env["POSTGRES_USER"]])
+    template = cache_root() / "templates" / hashlib.sha256(identity.encode()).hexdigest()[:16]
+    if (template / "data" / "PG_VERSION").is_file() and (template / "password").is_file():
+        os.utime(template)  # recently used: kept when the cache is pruned
         return template
-    work = give_to(Path(tempfile.mkdtemp(dir=ensure_dir(template.parent))), account)
+    remove_interrupted_work(template.parent)
+    work = Path(tempfile.mkdtemp(prefix=f".work-{os.getpid()}-", dir=ensure_dir(template.parent)))
     try:
-        password = work / "password"
-        fd = os.open(
-            password, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600
-        )
-        with os.fdopen(fd, "w") as handle:
-            handle.write(env["POSTGRES_PASSWORD"] + "\n")
-        give_to(password, account)
+        os.chmod(work, 0o755)  # the server's account enters it to make data/, nothing more
+        password = secrets.token_urlsafe(24)
+        write_private(work / "password", password + "\n")
+        pwfile = write_private(work / "initdb-password", password + "\n", account)
+        give_to(ensure_dir(work / "data", 0o700), account)
         result = subprocess.run(
-            [bindir / "initdb", "-D", work / "data", "-U", env["POSTGRES_USER"], f"--pwfile={password}",
+            [bindir / "initdb", "-D", work / "data", "-U", env["POSTGRES_USER"], f"--pwfile={pwfile}",
              "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync"],
             capture_output=True, text=True, **as_account(account),
         )  # fmt: skip
         if result.returncode != 0:
             reason = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
             fail(f"initdb failed: {reason}")
+        pwfile.unlink()
         with contextlib.suppress(OSError):  # a concurrent run made it first: use theirs
-            (work / "data").rename(template)
+            work.rename(template)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    prune_templates(template.parent)
     return template
+
+
+def remove_interrupted_work(folder: Path) -> None:
+    """Half-made templates (`.work-<pid>-*`) whose run was killed before it could clean up."""
+    for work in folder.glob(".work-*"):
+        owner = work.name.split("-")[1]
+        if owner.isdigit() and not process_alive(int(owner)):
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def prune_templates(folder: Path, keep: int = TEMPLATES_KEPT) -> None:
+    """The least recently used templates beyond `keep`, deleted (other binaries or users)."""
+    templates = sorted(
+        (path for path in folder.iterdir() if not path.name.startswith(".")),
+        key=lambda path: path.stat().st_mtime,
+        reverse=True,
+    )
+    for stale in templates[keep:]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def template_password(template: Path) -> str:
+    return read_small_file(template / "password").strip()
 
 
 @dataclass
@@ -219,6 +252,7 @@ class LocalCluster:
     home: Path
     bindir: Path | None = None
     account: struct_passwd | None = None
+    password: str | None = None  # its superuser's, once made
 
     @property
     def data(self) -> Path:
@@ -323,14 +357,17 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def make_cluster(cluster: LocalCluster, env: Env) -> None:
-    """Fill cluster.data with a copy of the cached template (made by initdb on first use)."""
+def make_cluster(cluster: LocalCluster, env: Env) -> str:
+    """Fill cluster.data with a copy of the cached template (made by initdb on first use);
+    its superuser's password."""
     template = template_cluster(env, cluster.bindir, cluster.account)
-    copy = ["cp", "-a", template, cluster.data]
+    copy = ["cp", "-a", template / "data", cluster.data]
     copied = subprocess.run(copy, capture_output=True, text=True, **as_account(cluster.account))
     if copied.returncode != 0:
         reason = (copied.stderr.strip().splitlines() or [f"exit {copied.returncode}"])[-1]
         fail(f"cannot make the cluster in {cluster.home}: {reason}")
+    cluster.password = template_password(template)
+    return cluster.password
 
 
 def start_postmaster(
@@ -419,13 +456,35 @@ def remove_abandoned_clusters(account: struct_passwd | None) -> None:
 
 
 class LocalServers(Servers):
-    """PostgreSQL binaries run directly: a cluster per environment, throwaway ones on tmpfs."""
+    """PostgreSQL binaries run directly: a cluster per environment, throwaway ones on tmpfs.
+
+    Their superuser's password is random, not POSTGRES_PASSWORD: the committed one would let
+    any local user in (and on to the server's account, with COPY ... FROM PROGRAM). It is kept
+    in a file only the user running inv can read, and exported to the app and tools.
+    """
 
     label = "local"
 
     @property
     def cluster(self) -> LocalCluster:
         return LocalCluster(state_root() / self.env.name)
+
+    @property
+    def password_file(self) -> Path:
+        return state_root() / f"{self.env.name}.password"
+
+    def use_password(self, password: str) -> None:
+        self.env.vars["POSTGRES_PASSWORD"] = password
+        export(POSTGRES_PASSWORD=password)
+
+    def load_password(self) -> None:
+        with contextlib.suppress(OSError):
+            self.use_password(read_small_file(self.password_file).strip())
+
+    def save_password(self, password: str) -> None:
+        self.password_file.unlink(missing_ok=True)
+        write_private(self.password_file, password + "\n")
+        self.use_password(password)
 
     def running(self) -> int | None:
         found = self.cluster.running()
@@ -451,11 +510,17 @@ class LocalServers(Servers):
                 # postmaster.pid, which would stop a new one: the data is intact.
                 (cluster.data / "postmaster.pid").unlink(missing_ok=True)
             if not (cluster.data / "PG_VERSION").is_file():
-                make_cluster(cluster, self.env)
+                self.save_password(make_cluster(cluster, self.env))
+            self.load_password()
             process = start_postmaster(cluster, port)
             wait_until_ready(
                 self.env, LOOPBACK, port, self.ready_timeout, alive=exited(process, cluster)
             )
+            if not self.password_file.is_file():
+                # Made before passwords were random: its superuser gets one now.
+                self.save_password(
+                    set_password(self.env, LOOPBACK, port, secrets.token_urlsafe(24))
+                )
         return port
 
     def stop(self) -> bool:
@@ -464,6 +529,7 @@ class LocalServers(Servers):
     @contextlib.contextmanager
     def throwaway(self) -> Iterator[int]:
         with throwaway_cluster(self.env) as cluster:
+            self.use_password(cluster.password)
             port = free_port()
             process = start_postmaster(cluster, port, THROWAWAY_SETTINGS)
             try:
@@ -476,7 +542,7 @@ class LocalServers(Servers):
                     stop_postmaster(cluster, process, immediate=True)
 
     def where(self) -> str:
-        return f"data {self.cluster.data}; log {self.cluster.log}"
+        return f"data {self.cluster.data}; log {self.cluster.log}; password in {self.password_file}"
 
     def psql(self, port: int, database: str) -> list[str]:
         """The psql that came with the server (another on PATH may be older than it)."""

@@ -51,6 +51,9 @@ class Servers:
         """Where its data and logs are, for `db.status`."""
         raise NotImplementedError
 
+    def load_password(self) -> None:
+        """Use the running server's own superuser password, where it has one (local)."""
+
     def psql(self, port: int, database: str) -> list[str]:
         """psql on `database`: the one on PATH, else the server binaries' (as PGPASSWORD says)."""
         import shutil
@@ -167,3 +170,18 @@ def drop_database(env: Env, host: str, port: int) -> None:
             cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
     finally:
         connection.close()
+
+
+def set_password(env: Env, host: str, port: int, password: str) -> str:
+    """Give POSTGRES_USER a new password (connecting with its current one); returns it."""
+    from psycopg2 import sql
+
+    connection = connect(env, host, port)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            role = sql.Identifier(env["POSTGRES_USER"])
+            cursor.execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(role), (password,))
+    finally:
+        connection.close()
+    return password

@@ -68,6 +68,7 @@ def database_server(
             f"started the {env.name} PostgreSQL server ({servers.describe()}) on {host}:{port}; `inv db.down` stops it"
         )
     else:
+        servers.load_password()
         wait_until_ready(env, host, port, timeout=ready_timeout)
         what = "using the warm" if throwaway else "the"
         left = ", left running" if throwaway else " is running"

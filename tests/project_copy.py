@@ -4,6 +4,7 @@ The servers such tests start and stop are the copy's own, never the developer's.
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -140,3 +141,9 @@ def skip_module_without_docker_engine() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail("CI must have a Docker engine (.ci/run runs provision)", pytrace=False)
         pytest.skip("no Docker engine answers (`docker version`)", allow_module_level=True)
+
+
+def dev_password(project: Path, env: str = "development") -> str:
+    """The random superuser password of the copy's local `env` cluster (`db.status` says where)."""
+    status = run_inv(project, "local", "db.status", APPLICATION_CONFIG=env).stdout
+    return Path(re.search(r"password in (\S+)", status).group(1)).read_text().strip()

@@ -6,6 +6,7 @@ root and so can write its own folders) need root to set up and are skipped other
 
 import contextlib
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -15,7 +16,15 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from project_copy import TIMEOUT, fetch_when_up, free_port, make_copy, run_inv, start_inv
+from project_copy import (
+    TIMEOUT,
+    dev_password,
+    fetch_when_up,
+    free_port,
+    make_copy,
+    run_inv,
+    start_inv,
+)
 from werkzeug.debug import get_pin_and_cookie_name
 
 from steps import local
@@ -84,7 +93,7 @@ def test_a_killed_development_server_is_restarted_with_its_data(project):
     port = str(free_port())
     web_port = str(free_port())
     assert inv(project, "db.init", POSTGRES_PORT=port).returncode == 0
-    dsn = f"host=127.0.0.1 port={port} user=postgres password=postgres dbname=application"
+    dsn = f"host=127.0.0.1 port={port} user=postgres password={dev_password(project)} dbname=application"
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute("INSERT INTO users (email) VALUES ('survivor@example.com')")
     connection.close()
@@ -168,4 +177,51 @@ def test_root_does_not_write_through_a_symlink_the_server_account_planted(projec
         assert victim.read_text() == "root's file\n"
     finally:
         log.unlink()
+        inv(project, "db.down")
+
+
+@pytest.fixture
+def intruder():
+    """Another Unix user on this machine, made for the test and deleted after it."""
+    name = f"intruder{os.getpid()}"
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/bin/false", name], check=True
+    )
+    yield pwd.getpwnam(name)
+    subprocess.run(["userdel", name], check=False)
+
+
+@as_root
+def test_another_local_user_cannot_log_in_to_a_server_inv_started(project, intruder):
+    """They try the committed password, and reading the file that holds the real one."""
+    port = str(free_port())
+    assert inv(project, "db.up", POSTGRES_PORT=port).returncode == 0
+    try:
+        status = inv(project, "db.status").stdout
+        password_file = re.search(r"password in (\S+)", status).group(1)
+        account = local.server_account()
+        psql = local.reachable_binaries(local.find_server_binaries(), account) / "psql"
+        as_intruder = {
+            "user": intruder.pw_uid,
+            "group": intruder.pw_gid,
+            "extra_groups": [],
+            "cwd": "/",
+        }
+        attempt = subprocess.run(
+            [psql, "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-d", "postgres",
+             "-c", "COPY (SELECT 1) TO PROGRAM 'id'"],
+            env={"PGPASSWORD": "postgres", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+            **as_intruder,
+        )  # fmt: skip
+        assert attempt.returncode != 0
+        assert "password authentication failed" in attempt.stderr, attempt.stderr
+        peek = subprocess.run(["cat", password_file], capture_output=True, text=True, **as_intruder)
+        assert peek.returncode != 0 and "Permission denied" in peek.stderr
+        # The developer (and the app, which inv hands it to) gets in with it.
+        mine = subprocess.run(
+            [psql, "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-d", "postgres", "-tAc", "SELECT 1"],
+            env={"PGPASSWORD": Path(password_file).read_text().strip()}, capture_output=True, text=True,
+        )  # fmt: skip
+        assert mine.stdout.strip() == "1", mine.stderr
+    finally:
         inv(project, "db.down")

@@ -21,6 +21,7 @@ from project_copy import (
     TIMEOUT,
     check_the_warm_test_server_is_used_and_left_running,
     clean_environ,
+    dev_password,
     fetch_when_up,
     free_port,
     make_copy,
@@ -194,7 +195,7 @@ def test_db_up_twice_is_harmless_and_down_twice_says_so(project, dev_port):
 
 def test_development_data_survives_a_restart(project, dev_port):
     assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0
-    dsn = f"host=127.0.0.1 port={dev_port} user=postgres password=postgres dbname=application"
+    dsn = f"host=127.0.0.1 port={dev_port} user=postgres password={dev_password(project)} dbname=application"
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute("INSERT INTO users (email) VALUES ('kept@example.com')")
     connection.close()
