@@ -6,7 +6,7 @@ from flask import Flask
 
 from app.config import load_config
 from app.errors import register_error_handlers
-from app.extensions import db, init_migrations, migrations_wanted
+from app.extensions import db, init_migrations, install_database_deadline, migrations_wanted
 from app.main import main
 from app.startup import prepare_database
 from app.users import users
@@ -18,6 +18,7 @@ def create_app(config_name: str | None = None) -> Flask:
     app.config.from_mapping(load_config(config_name or os.environ.get("FLASK_CONFIG"), os.environ))
 
     db.init_app(app)
+    install_database_deadline(app)
     if migrations_wanted():
         init_migrations(app)
 

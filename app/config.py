@@ -115,10 +115,14 @@ class Config:
     MAX_CONTENT_LENGTH = 16 * 1024
     # /health answers 503 when the database has not answered `SELECT 1` by then.
     HEALTH_TIMEOUT = 1.5
+    # A request waits at most this long for each answer of the database, then gets a 503.
+    DATABASE_TIMEOUT = 5.0
     SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {
         "pool_pre_ping": True,
         # A server that does not answer fails requests in seconds (503), not minutes.
         "connect_args": {"connect_timeout": 5},
+        # Every connection busy: a request waits this long for one, then gets a 503.
+        "pool_timeout": 5,
     }
 
     @classmethod

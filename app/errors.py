@@ -4,6 +4,7 @@ import logging
 
 from flask import Flask, Response, jsonify
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,9 @@ def register_error_handlers(app: Flask) -> None:
         return response, status
 
     @app.errorhandler(OperationalError)
-    def database_unavailable(error: OperationalError):
-        log.warning("database unavailable: %s", error.orig)
+    @app.errorhandler(PoolTimeout)
+    def database_unavailable(error: OperationalError | PoolTimeout):
+        log.warning("database unavailable: %s", getattr(error, "orig", error))
         return error_response(503, "database_unavailable", "the database is unavailable; try again")
 
     @app.errorhandler(Exception)

@@ -25,3 +25,30 @@ def migrations_wanted() -> bool:
     context (`flask db` is registered then), and code that upgrades imports Flask-Migrate
     first. Serving and most test runs do neither, and skip alembic's import (0.2 s)."""
     return click.get_current_context(silent=True) is not None or "flask_migrate" in sys.modules
+
+
+def install_database_deadline(app: Flask) -> None:
+    """Requests wait DATABASE_TIMEOUT at most for each answer of the database (psycopg2's
+    wait callback is process-wide: the last app made sets it), and a session that fails to
+    close at the end of a request (its server just went away) is logged, not answered with
+    the server's HTML 500 after the app's own answer."""
+    import functools
+    import logging
+
+    from psycopg2.extensions import set_wait_callback
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.health import wait_within_request_deadline
+
+    set_wait_callback(
+        functools.partial(wait_within_request_deadline, timeout=app.config["DATABASE_TIMEOUT"])
+    )
+
+    @app.teardown_appcontext
+    def close_session(error: BaseException | None) -> None:
+        # Runs before Flask-SQLAlchemy's own teardown, which then has nothing left to close.
+        try:
+            db.session.remove()
+        except (SQLAlchemyError, OSError):
+            logging.getLogger(__name__).warning("closing the session failed", exc_info=True)
+            db.session.registry.clear()

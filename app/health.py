@@ -1,4 +1,5 @@
-"""Whether the database answers, within a deadline whatever state its server is in."""
+"""Whether the database answers, and how long a request waits for it: deadlines that hold
+whatever state its server is in."""
 
 import selectors
 import time
@@ -31,7 +32,7 @@ def wait_until(connection, deadline: float) -> None:
             if remaining <= 0:
                 raise DatabaseTimeout
             selector.register(connection.fileno(), event)
-            ready = selector.select(remaining)
+            ready = selector.select(None if remaining == float("inf") else remaining)
             selector.unregister(connection.fileno())
             if not ready:
                 raise DatabaseTimeout
@@ -58,3 +59,23 @@ def database_answers(url: URL | str, timeout: float) -> bool:
     finally:
         if connection is not None:
             connection.close()
+
+
+def wait_within_request_deadline(connection, timeout: float) -> None:
+    """psycopg2's wait callback (its documented hook for waiting on a query): a request
+    waits `timeout` seconds in all for the database (connects, pings, queries), so a frozen
+    server costs a 503 in seconds, not a hung worker. Elsewhere (migrations, the CLI) a
+    statement may take as long as it needs."""
+    from flask import g, has_request_context
+
+    if has_request_context():
+        deadline = g.setdefault("database_deadline", time.monotonic() + timeout)
+    else:
+        deadline = float("inf")
+    try:
+        wait_until(connection, deadline)
+    except DatabaseTimeout:
+        # SQLAlchemy takes this message for a lost connection: it discards the connection.
+        raise psycopg2.OperationalError(
+            f"could not receive data from server: no answer within {timeout:g} s"
+        ) from None

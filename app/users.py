@@ -47,7 +47,8 @@ def normalize_email(value: Any) -> str:
         or not all(DOMAIN_LABEL.fullmatch(x) for x in labels)
     ):
         raise InvalidField("email", "the domain is not a valid host name")
-    normalized = f"{local}@{domain}"
+    # One form per mailbox: `bücher.example` and its punycode `xn--bcher-kva.example` alike.
+    normalized = f"{local}@{'.'.join(labels).encode('ascii').decode('idna')}"
     if len(normalized) > MAX_EMAIL_LENGTH:  # lower-casing can lengthen a non-ASCII domain
         raise InvalidField("email", f"longer than {MAX_EMAIL_LENGTH} characters")
     return normalized
@@ -61,6 +62,8 @@ def json_object() -> dict:
         body = json.loads(request.get_data())
     except ValueError as error:
         raise BadRequest(f"malformed JSON: {error}") from None
+    except RecursionError:  # a deeply nested array fits in the size limit
+        raise BadRequest("malformed JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body

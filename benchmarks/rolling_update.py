@@ -28,6 +28,8 @@ sys.path[:0] = [str(PROJECT / "tests"), str(PROJECT)]
 from project_copy import clean_environ, free_port, make_copy  # noqa: E402
 from swarm_engine import ROUTING_MESH, client_command, remove_images, swarm_manager  # noqa: E402
 
+from steps import compose  # noqa: E402
+
 INV = [sys.executable, "-m", "invoke"]
 
 
@@ -82,7 +84,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="rolling-") as folder, swarm_manager():
         root = make_copy(Path(folder))
-        stack = f"{root.name.lower()}-production"
+        stack = f"{compose.project_name(root.resolve())}-production"
         repository = f"{root.name.lower()}-web"
         environ = clean_environ(
             "compose",

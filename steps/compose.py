@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import re
 import secrets
@@ -29,9 +30,16 @@ def compose_file(env: Env) -> Path:
     return PROJECT / "compose" / f"{env.name}.yml"
 
 
+def project_name(folder: Path) -> str:
+    """`<folder name>-<hash of its path>`: two clones in folders of the same name never share
+    a Compose project, nor its volumes (Compose wants lowercase letters, digits, - and _)."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", folder.name.lower()).strip("-_")[:30] or "app"
+    return f"{name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
+
+
 def compose_project(env: Env, suffix: str = "") -> str:
-    """`<project>-<env>`: Compose wants lowercase letters, digits, `-` and `_`."""
-    base = re.sub(r"[^a-z0-9_-]+", "-", PROJECT.name.lower()).strip("-_") or "app"
+    """`<project>-<env>`, the project being COMPOSE_PROJECT_NAME when set, else this clone's."""
+    base = env.vars.get("COMPOSE_PROJECT_NAME") or project_name(PROJECT)
     return f"{base}-{env.name}{suffix}"
 
 

@@ -7,7 +7,6 @@ because .ci/run provisions an engine.
 import functools
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -30,6 +29,8 @@ from project_copy import (
 )
 from swarm_engine import dangling_images, remove_images
 
+from steps import compose
+
 skip_module_without_docker_engine()
 
 
@@ -46,8 +47,8 @@ def project(tmp_path_factory):
 
 
 def compose_prefix(root) -> str:
-    """The Compose project names of the copy start with this (its folder's name)."""
-    return re.sub(r"[^a-z0-9_-]+", "-", root.name.lower()).strip("-_")
+    """The Compose project names of the copy start with this (its folder's name and hash)."""
+    return compose.project_name(root.resolve())
 
 
 def project_labels(prefix: str) -> set[str]:

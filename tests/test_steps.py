@@ -298,3 +298,19 @@ def test_a_server_that_stopped_on_a_full_disk_says_so(tmp_path):
         "2026-11-25 LOG:  database system is shut down\n"
     )
     assert cluster.why_it_stopped().endswith("No space left on device")
+
+
+def test_two_clones_in_folders_of_the_same_name_get_their_own_compose_projects(tmp_path):
+    first, second = tmp_path / "a" / "myapp", tmp_path / "b" / "myapp"
+    assert compose.project_name(first) != compose.project_name(second)
+    assert compose.project_name(first).startswith("myapp-")
+    assert compose.project_name(first) == compose.project_name(tmp_path / "a" / "myapp")
+
+
+def test_compose_project_name_is_honoured():
+    env = environment.Env("development", {"COMPOSE_PROJECT_NAME": "shop"})
+    assert compose.compose_project(env) == "shop-development"
+    assert (
+        compose.compose_project(environment.Env("testing", {}))
+        == f"{compose.project_name(PROJECT)}-testing"
+    )

@@ -19,7 +19,7 @@ from swarm_engine import (
     swarm_state,
 )
 
-from steps import swarm
+from steps import compose, swarm
 
 skip_module_without_docker_engine()
 
@@ -62,7 +62,7 @@ def test_a_stack_refuses_to_deploy_without_its_secrets(project, production):
 
 
 def test_three_replicas_serve_the_api_and_migrated_once(project, production):
-    stack = f"{project.name.lower()}-production"
+    stack = f"{compose.project_name(project.resolve())}-production"
     repository = production["WEB_IMAGE"].split(":")[0]
     dangling_before = set(dangling_images())
     with swarm_manager():

@@ -66,6 +66,20 @@ def test_an_international_domain_is_accepted_and_lower_cased(client):
     assert response.json["email"] == "ada@bücher.example"
 
 
+def test_a_mailbox_in_unicode_and_in_punycode_is_one_user(client, database):
+    assert create(client, "ada@bücher.example").status_code == 201
+    response = create(client, "ada@xn--bcher-kva.example")
+    assert response.status_code == 409
+    assert database.session.scalars(select(User.email)).all() == ["ada@bücher.example"]
+
+
+def test_a_deeply_nested_body_under_the_size_limit_is_a_400(client):
+    body = "[" * 8000 + "]" * 8000  # 16,000 bytes: within MAX_CONTENT_LENGTH
+    response = client.post("/users", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["error"]["message"] == "malformed JSON: nested too deeply"
+
+
 def test_malformed_json_is_a_400(client):
     response = client.post("/users", data="{not json", content_type="application/json")
     assert response.status_code == 400
