@@ -6,11 +6,15 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 
-# One threaded worker per core (at least 2) beat gunicorn's usual 2 x cores + 1 on this
-# app (benchmarks/load.py: 748 against 431-595 req/s on 2 cores, p99 49 against 113 ms).
+# One worker per core (at least 2). gevent, not threads: a client that sends its headers and
+# then its body slowly, or never, holds a cheap greenlet instead of one of a few threads
+# (16 such clients stalled the threaded workers; tests/test_live_server.py). Database waits
+# yield to other requests through psycopg2's wait callback (app/health.py).
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, os.cpu_count() or 1))
-threads = int(os.environ.get("GUNICORN_THREADS") or 4)
-worker_class = "gthread"
+worker_class = "gevent"
+# Connections each worker serves at once; beyond the database pool (15), requests wait for a
+# connection (pool_timeout) and then get a 503.
+worker_connections = int(os.environ.get("GUNICORN_CONNECTIONS") or 200)
 
 # A worker silent this long is killed and replaced.
 timeout = 30

@@ -528,8 +528,7 @@ class LocalServers(Servers):
 
     @contextlib.contextmanager
     def throwaway(self) -> Iterator[int]:
-        with throwaway_cluster(self.env) as cluster:
-            self.use_password(cluster.password)
+        with throwaway_cluster(self.env) as cluster, self.password_for_the_block(cluster.password):
             port = free_port()
             process = start_postmaster(cluster, port, THROWAWAY_SETTINGS)
             try:
@@ -540,6 +539,21 @@ class LocalServers(Servers):
             finally:
                 with signals_held():
                     stop_postmaster(cluster, process, immediate=True)
+
+    @contextlib.contextmanager
+    def password_for_the_block(self, password: str) -> Iterator[None]:
+        """The throwaway server's password while it lives; the previous one after (a later
+        server of this process, a Compose one say, has its own)."""
+        before = self.env.vars.get("POSTGRES_PASSWORD", ""), os.environ.get("POSTGRES_PASSWORD")
+        self.use_password(password)
+        try:
+            yield
+        finally:
+            self.env.vars["POSTGRES_PASSWORD"] = before[0]
+            if before[1] is None:
+                os.environ.pop("POSTGRES_PASSWORD", None)
+            else:
+                os.environ["POSTGRES_PASSWORD"] = before[1]
 
     def where(self) -> str:
         return f"data {self.cluster.data}; log {self.cluster.log}; password in {self.password_file}"

@@ -120,3 +120,53 @@ def test_sigterm_lets_a_request_in_flight_finish(app, race_email, tmp_path):
         )
     assert stored == race_email
     assert '"POST /users HTTP/1.1" 201' in log.read_text()  # the access log, on stdout
+
+
+SLOW_CLIENTS = 48  # 16 were not always enough to stall every thread (2 workers x 4 threads)
+
+
+@contextlib.contextmanager
+def slow_clients(url: str, count: int, trickle: bool) -> Iterator[list[socket.socket]]:
+    """Clients that send their headers and then a byte of the body now and then (trickle),
+    or nothing more."""
+    host, port = url.removeprefix("http://").split(":")
+    stop = threading.Event()
+    sockets = []
+    for _ in range(count):
+        client = socket.create_connection((host, int(port)), timeout=5)
+        client.sendall(
+            b"POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
+        sockets.append(client)
+
+    def send_a_byte_now_and_then() -> None:
+        while not stop.wait(1):
+            for client in sockets:
+                with contextlib.suppress(OSError):
+                    client.send(b" ")
+
+    thread = threading.Thread(target=send_a_byte_now_and_then, daemon=True)
+    if trickle:
+        thread.start()
+    try:
+        yield sockets
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join()
+        for client in sockets:
+            client.close()
+
+
+@pytest.mark.parametrize("trickle", [True, False], ids=["trickling", "silent"])
+def test_slow_clients_do_not_stall_the_service(live_server, race_email, trickle):
+    with slow_clients(live_server, SLOW_CLIENTS, trickle):
+        time.sleep(2)  # every slow client has been accepted and is trickling
+        started = time.monotonic()
+        with urllib.request.urlopen(f"{live_server}/health", timeout=10) as response:
+            health = response.status
+        status = post_user(live_server, race_email)
+        elapsed = time.monotonic() - started
+    assert (health, status) == (200, 201)
+    assert elapsed < 3, f"{SLOW_CLIENTS} slow clients held the service for {elapsed:.1f} s"
