@@ -64,7 +64,7 @@ def dev(c):
 def serve(c):
     """Run the app under gunicorn, as production does, against this environment's database.
 
-    Listens on 127.0.0.1:WEB_PORT (8000); WEB_CONCURRENCY workers, GUNICORN_THREADS threads.
+    Listens on 127.0.0.1:WEB_PORT (8000); WEB_CONCURRENCY gevent workers, GUNICORN_CONNECTIONS connections each.
     """
     env = load_env()
     port = web_port(env)

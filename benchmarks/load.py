@@ -2,7 +2,7 @@
 
 1. `GET /users/<id>` (random ids among a few thousand seeded users) under wrk, keep-alive:
    a. the app under gunicorn, started as `inv serve` starts it (app_commands.gunicorn_command,
-      WEB_CONCURRENCY workers x GUNICORN_THREADS threads, their defaults unless set);
+      WEB_CONCURRENCY gevent workers, their default unless set);
    b. the Flask development server (`python -m flask run`, werkzeug threaded, FLASK_DEBUG=0);
    c. the floor: the app's query, `SELECT id, email FROM users WHERE id = %s`, in a bare
       psycopg2 loop in this process (autocommit, one round trip a query), on one thread
@@ -334,9 +334,9 @@ def workers_cpu(master: subprocess.Popen) -> dict[int, float]:
 
 
 def gunicorn_settings() -> str:
-    """`workers x threads` as gunicorn.conf.py sets them in this environment."""
+    """Workers and their kind, as gunicorn.conf.py sets them in this environment."""
     settings = runpy.run_path(str(steps.PROJECT / "gunicorn.conf.py"))
-    return f"{settings['workers']} workers x {settings['threads']} threads"
+    return f"{settings['workers']} {settings['worker_class']} workers"
 
 
 def dev_server_command(port: int) -> list[str]:

@@ -34,7 +34,7 @@ def web_port(env: Env) -> int:
 
 def gunicorn_command(port: int, *options: str) -> list[str]:
     """gunicorn as production runs it, with its settings from gunicorn.conf.py (workers:
-    WEB_CONCURRENCY, threads: GUNICORN_THREADS), on loopback:port."""
+    WEB_CONCURRENCY, connections each: GUNICORN_CONNECTIONS), on loopback:port."""
     return [
         sys.executable, "-m", "gunicorn", "--config", str(PROJECT / "gunicorn.conf.py"),
         "--bind", f"{LOOPBACK}:{port}", *options, "wsgi:app",

