@@ -34,7 +34,9 @@ def install_database_deadline(app: Flask) -> None:
     the server's HTML 500 after the app's own answer."""
     import functools
     import logging
+    import time
 
+    from flask import g
     from psycopg2.extensions import set_wait_callback
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -43,6 +45,11 @@ def install_database_deadline(app: Flask) -> None:
     set_wait_callback(
         functools.partial(wait_within_request_deadline, timeout=app.config["DATABASE_TIMEOUT"])
     )
+
+    @app.before_request
+    def start_the_database_clock() -> None:
+        # From the request's start: time spent waiting for a pooled connection counts too.
+        g.database_deadline = time.monotonic() + app.config["DATABASE_TIMEOUT"]
 
     @app.teardown_appcontext
     def close_session(error: BaseException | None) -> None:

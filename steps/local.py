@@ -287,11 +287,8 @@ class LocalCluster:
         """From the log's end: a full disk named as such, else the last FATAL or PANIC line,
         else the last line."""
         with contextlib.suppress(OSError):
-            lines = [
-                line
-                for line in self.log.read_text(errors="replace").splitlines()[-50:]
-                if line.strip()
-            ]
+            tail = read_small_file(self.log, limit=None)
+            lines = [line for line in tail.splitlines()[-50:] if line.strip()]
             for wanted in ("No space left on device", "FATAL", "PANIC"):
                 found = next((line for line in reversed(lines) if wanted in line), None)
                 if found:
@@ -300,14 +297,18 @@ class LocalCluster:
         return ""
 
 
-def read_small_file(path: Path, limit: int = 4096) -> str:
-    """A small regular file's text, never through a symlink or from a FIFO: as root, the
-    folders read here belong to the server's account, which could plant either."""
+def read_small_file(path: Path, limit: int | None = 4096) -> str:
+    """A regular file's text (its first `limit` bytes, or its last 64 KiB when None), never
+    through a symlink or from a FIFO: as root, the folders read here belong to the server's
+    account, which could plant either."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise OSError(f"{path} is not a regular file")
-        return handle.read(limit).decode(errors="replace")
+        if limit is None:
+            handle.seek(max(0, info.st_size - 65536))
+        return handle.read(limit if limit is not None else 65536).decode(errors="replace")
 
 
 def open_log(path: Path) -> int:

@@ -6,6 +6,9 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from flask_migrate import upgrade
 from invoke import Exit
 
 from app import create_app
-from steps import environment, local, postgres
+from steps import app_commands, commands, environment, local, postgres
 
 
 class OwnServer:
@@ -156,3 +159,46 @@ def test_a_session_that_fails_to_close_after_the_answer_keeps_the_answer(app, mo
     response = app.test_client().get("/users")  # its own app context, torn down at its end
     assert (response.status_code, response.is_json) == (200, True)
     assert closes, "the session was never closed: the failure was not exercised"
+
+
+@pytest.mark.e2e
+def test_under_load_with_the_server_frozen_every_answer_comes_in_time(
+    own_server, app_on_own_server, tmp_path
+):
+    """gunicorn as production runs it, 40 requests waiting on a frozen database, and /health
+    asked meanwhile: it keeps its deadline, and every request gets its JSON 503 in seconds."""
+    process = own_server.start()
+    with app_on_own_server.app_context():
+        upgrade()
+    port = postgres.free_port()
+    with commands.background(
+        app_commands.gunicorn_command(port), tmp_path / "gunicorn.log"
+    ) as server:
+        url = f"http://127.0.0.1:{port}"
+        app_commands.wait_for_http(f"{url}/health", server)
+        frozen = [process.pid, *children(process.pid)]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            with ThreadPoolExecutor(40) as pool:
+                started = time.monotonic()
+                waiting = [pool.submit(status_and_time, f"{url}/users", started) for _ in range(40)]
+                time.sleep(0.5)
+                health = status_and_time(f"{url}/health", time.monotonic())
+                answers = [future.result() for future in waiting]
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+    assert health[0] == 503 and health[1] < app_on_own_server.config["HEALTH_TIMEOUT"] + 1, health
+    assert {status for status, _ in answers} == {503}
+    assert max(seconds for _, seconds in answers) < app_on_own_server.config["DATABASE_TIMEOUT"] + 3
+    own_server.stop(process)
+
+
+def status_and_time(url: str, started: float) -> tuple[int, float]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    return status, time.monotonic() - started
