@@ -38,6 +38,9 @@ from steps.swarm import (
     tag_with_id,
 )
 
+# The test that fails when the models and the migrations differ.
+MODELS_CHECK = "tests/test_migrations.py::test_the_models_and_the_migrations_agree"
+
 
 def server(c, env, throwaway=False):
     """database_server with the ready timeout of invoke's config."""
@@ -92,6 +95,27 @@ def test(c, pattern=None, no_cov=False):
         create_database(env, host, port)
         export(INV_TEST_DATABASE=f"{host}:{port}")  # tests/conftest.py: use this one
         raise Exit(code=run(pytest + remainder(c)))
+
+
+@task
+def lint(c):
+    """ruff check, ruff format --check, and the models against the migrations (a test database)."""
+    clean = c.run("ruff check .", warn=True).ok
+    clean &= c.run("ruff format --check .", warn=True).ok
+    env = load_env("testing")
+    with server(c, env, throwaway=True) as (host, port):
+        create_database(env, host, port)
+        export(INV_TEST_DATABASE=f"{host}:{port}")
+        clean &= run([*pytest_command(coverage=False), "-q", MODELS_CHECK]) == 0
+    if not clean:
+        fail("lint found problems (see above); `inv format` fixes what ruff can")
+
+
+@task
+def format(c):
+    """Format the code and fix what ruff can (ruff format, ruff check --fix)."""
+    c.run("ruff format .")
+    c.run("ruff check --fix .", warn=True)
 
 
 @task(
@@ -346,7 +370,7 @@ db = Collection(
     db_reset,
 )
 stack = Collection("stack", stack_deploy, stack_status, stack_rm)
-ns = Collection(dev, serve, test, fuzz, lock, flask_cli, compose_cli, db, stack)
+ns = Collection(dev, serve, test, fuzz, lint, format, lock, flask_cli, compose_cli, db, stack)
 ns.configure(
     {
         "postgres": {"ready_timeout": 30.0},
