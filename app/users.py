@@ -1,9 +1,9 @@
 """The users API: create, read, list (cursor pages), delete."""
 
 import json
-import re
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, request, url_for
 from psycopg2 import errorcodes
 from sqlalchemy.exc import IntegrityError
@@ -15,43 +15,20 @@ from app.models import MAX_ID, User
 
 users = Blueprint("users", __name__, url_prefix="/users")
 
-MAX_EMAIL_LENGTH = 254
-MAX_LOCAL_PART_LENGTH = 64
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
-# RFC 5322's dot-atom: what an unquoted local part may hold.
-LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-DOMAIN_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def normalize_email(value: Any) -> str:
-    """The email trimmed, its domain lower-cased; InvalidField when it is not a sane address."""
+    """The address as email-validator normalises it (syntax only, no DNS lookup): trimmed, the
+    domain lower-cased and in one form (Unicode) whether it came as Unicode or punycode; at
+    most 254 characters, 64 before the @ (strict)."""
     if not isinstance(value, str):
         raise InvalidField("email", "must be a string")
-    email = value.strip()
-    if len(email) > MAX_EMAIL_LENGTH:
-        raise InvalidField("email", f"longer than {MAX_EMAIL_LENGTH} characters")
-    local, at, domain = email.rpartition("@")
-    if not at or not local or not domain:
-        raise InvalidField("email", "must look like name@example.com")
-    if len(local) > MAX_LOCAL_PART_LENGTH or not LOCAL_PART.fullmatch(local):
-        raise InvalidField("email", "the part before @ is not a valid mailbox name")
-    domain = domain.lower()
     try:
-        labels = domain.encode("idna").decode("ascii").split(".")
-    except UnicodeError:
-        raise InvalidField("email", "the domain is not a valid host name") from None
-    if (
-        len(labels) < 2
-        or labels[-1].isdigit()
-        or not all(DOMAIN_LABEL.fullmatch(x) for x in labels)
-    ):
-        raise InvalidField("email", "the domain is not a valid host name")
-    # One form per mailbox: `bücher.example` and its punycode `xn--bcher-kva.example` alike.
-    normalized = f"{local}@{'.'.join(labels).encode('ascii').decode('idna')}"
-    if len(normalized) > MAX_EMAIL_LENGTH:  # lower-casing can lengthen a non-ASCII domain
-        raise InvalidField("email", f"longer than {MAX_EMAIL_LENGTH} characters")
-    return normalized
+        return validate_email(value.strip(), check_deliverability=False, strict=True).normalized
+    except EmailNotValidError as error:
+        raise InvalidField("email", str(error)) from None
 
 
 def json_object() -> dict:

@@ -41,16 +41,34 @@ def test_a_duplicate_email_is_a_conflict_whatever_its_case(client, database):
     [
         ({}, "email: is required"),
         ({"email": 42}, "email: must be a string"),
-        ({"email": "no-at-sign"}, "email: must look like"),
-        ({"email": "@example.com"}, "email: must look like"),
-        ({"email": "ada@"}, "email: must look like"),
-        ({"email": "a b@example.com"}, "email: the part before @"),
-        ({"email": "ada..l@example.com"}, "email: the part before @"),
-        ({"email": "ada@localhost"}, "email: the domain"),
-        ({"email": "ada@-example.com"}, "email: the domain"),
-        ({"email": "ada@example.123"}, "email: the domain"),
-        ({"email": "a" * 65 + "@example.com"}, "email: the part before @"),
-        ({"email": "a@" + "b" * 250 + ".com"}, "email: longer than 254"),
+        ({"email": "no-at-sign"}, "email: An email address must have an @-sign"),
+        ({"email": "@example.com"}, "email: There must be something before the @-sign"),
+        ({"email": "ada@"}, "email: There must be something after the @-sign"),
+        (
+            {"email": "a b@example.com"},
+            "email: The email address contains invalid characters before the @-sign",
+        ),
+        (
+            {"email": "ada..l@example.com"},
+            "email: An email address cannot have two periods in a row",
+        ),
+        (
+            {"email": "ada@localhost"},
+            "email: The part after the @-sign is not valid. It should have a period",
+        ),
+        (
+            {"email": "ada@-example.com"},
+            "email: An email address cannot have a hyphen immediately after the @-sign",
+        ),
+        (
+            {"email": "ada@example.123"},
+            "email: The part after the @-sign is not valid. It is not within a valid top-level domain",
+        ),
+        (
+            {"email": "a" * 65 + "@example.com"},
+            "email: The email address is too long before the @-sign",
+        ),
+        ({"email": "a@" + "b" * 250 + ".com"}, "email: The email address is too long"),
     ],
 )
 def test_an_invalid_email_is_a_400_naming_the_field(client, body, problem):
