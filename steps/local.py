@@ -419,11 +419,21 @@ def locked(path: Path) -> Iterator[None]:
         yield
 
 
+# Less free space than this where a cluster lives: the disk is what stopped its server.
+NEARLY_FULL = 1024 * 1024
+
+
 def exited(process: subprocess.Popen, cluster: LocalCluster) -> Callable[[], str | None]:
     def why() -> str | None:
         if process.poll() is None:
             return None
-        return f"the PostgreSQL server exited ({process.returncode}): {cluster.why_it_stopped()} (log: {cluster.log})"
+        reason = cluster.why_it_stopped()
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(cluster.home).free
+            if free < NEARLY_FULL and "No space left on device" not in reason:
+                # Its log is on that disk too, and may not hold the reason.
+                reason = f"No space left on device where its data is ({free:,} bytes free)"
+        return f"the PostgreSQL server exited ({process.returncode}): {reason} (log: {cluster.log})"
 
     return why
 

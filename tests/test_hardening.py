@@ -225,3 +225,31 @@ def test_another_local_user_cannot_log_in_to_a_server_inv_started(project, intru
         assert mine.stdout.strip() == "1", mine.stderr
     finally:
         inv(project, "db.down")
+
+
+@as_root
+def test_a_full_disk_under_the_development_server_is_named_as_such(project, tmp_path):
+    """The cluster's folder on a small tmpfs, filled up: what a full disk does to a server."""
+    assert inv(project, "db.up", POSTGRES_PORT=str(free_port())).returncode == 0
+    assert inv(project, "db.down").returncode == 0
+    home = cluster_home(project)
+    backup = tmp_path / "backup"
+    subprocess.run(["cp", "-a", home, backup], check=True)
+    size = sum(f.stat().st_size for f in backup.rglob("*") if f.is_file()) + 4 * 1024 * 1024
+    owner = home.stat()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},uid={owner.st_uid},gid={owner.st_gid},mode=0700", "tmpfs", home],
+        check=True,
+    )  # fmt: skip
+    try:
+        subprocess.run(["cp", "-a", f"{backup}/.", home], check=True)
+        with contextlib.suppress(OSError), (home / "filler").open("wb") as filler:
+            while True:
+                filler.write(b"\0" * 65536)
+        result = inv(project, "db.up", POSTGRES_PORT=str(free_port()))
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "No space left on device" in result.stderr
+    finally:
+        inv(project, "db.down")
+        subprocess.run(["umount", home], check=False)
