@@ -2,10 +2,12 @@
 
 import logging
 
-from flask import Flask, Response, jsonify
+from apiflask import APIFlask, HTTPError
+from flask import Response, jsonify
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,25 @@ def error_response(status: int, code: str, message: str) -> tuple[Response, int]
     return jsonify(error={"code": code, "message": message}), status
 
 
-def register_error_handlers(app: Flask) -> None:
+def register_error_handlers(app: APIFlask) -> None:
+    @app.error_processor
+    def envelope(error: HTTPError):
+        """APIFlask's errors (404, 405, and request validation) in the app's envelope; a
+        validation error names the field: `email: Not a valid string.`"""
+        if error.status_code == app.config["VALIDATION_ERROR_STATUS_CODE"] and error.detail:
+            message = "; ".join(
+                f"{'body' if field == '_schema' else field}: "
+                + (" ".join(problems) if isinstance(problems, list) else str(problems))
+                for fields in error.detail.values()
+                for field, problems in fields.items()
+            )
+            response, status = error_response(400, "invalid_field", message)
+        else:
+            code = HTTP_STATUS_CODES.get(error.status_code, "error").lower().replace(" ", "_")
+            response, status = error_response(error.status_code, code, error.message or "")
+        response.headers.update(error.headers or {})
+        return response, status
+
     @app.errorhandler(ApiError)
     def api_error(error: ApiError):
         return error_response(error.status, error.code, error.message)
@@ -46,7 +66,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         code = (error.name or "error").lower().replace(" ", "_")
-        response, status = error_response(error.code or 500, code, error.description or "")
+        description = error.description or ""
+        # webargs (under APIFlask's input) refuses a body that is not JSON with messages of its own.
+        unparsable = getattr(error, "data", {}).get("messages", {}).get("json")
+        if isinstance(unparsable, list):
+            description = f"malformed JSON: {' '.join(unparsable)}"
+        response, status = error_response(error.code or 500, code, description)
         # 405 says which methods exist (Allow), 401 how to authenticate: keep such headers.
         for name, value in error.get_headers():
             if name.lower() != "content-type":
@@ -58,6 +83,11 @@ def register_error_handlers(app: Flask) -> None:
     def database_unavailable(error: OperationalError | PoolTimeout):
         log.warning("database unavailable: %s", getattr(error, "orig", error))
         return error_response(503, "database_unavailable", "the database is unavailable; try again")
+
+    @app.errorhandler(RecursionError)
+    def too_deep(error: RecursionError):
+        # A deeply nested JSON array fits in the size limit; json.loads gives up on it.
+        return error_response(400, "bad_request", "malformed JSON: nested too deeply")
 
     @app.errorhandler(Exception)
     def internal_error(error: Exception):

@@ -1,62 +1,24 @@
 """The users API: create, read, list (cursor pages), delete."""
 
-import json
-from typing import Any
-
-from email_validator import EmailNotValidError, validate_email
-from flask import Blueprint, request, url_for
+from apiflask import APIBlueprint
+from flask import request, url_for
 from psycopg2 import errorcodes
 from sqlalchemy.exc import IntegrityError
-from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
+from werkzeug.exceptions import NotFound, UnsupportedMediaType
 
-from app.errors import Conflict, InvalidField
+from app.errors import Conflict
 from app.extensions import db
 from app.models import MAX_ID, User
+from app.schemas import MAX_PAGE, NewUser, PageQuery, UserPage
+from app.schemas import User as UserOut
 
-users = Blueprint("users", __name__, url_prefix="/users")
+users = APIBlueprint("users", __name__, url_prefix="/users", tag="users")
 
-DEFAULT_PAGE = 50
-MAX_PAGE = 200
-
-
-def normalize_email(value: Any) -> str:
-    """The address as email-validator normalises it (syntax only, no DNS lookup): trimmed, the
-    domain lower-cased and in one form (Unicode) whether it came as Unicode or punycode; at
-    most 254 characters, 64 before the @ (strict)."""
-    if not isinstance(value, str):
-        raise InvalidField("email", "must be a string")
-    try:
-        return validate_email(value.strip(), check_deliverability=False, strict=True).normalized
-    except EmailNotValidError as error:
-        raise InvalidField("email", str(error)) from None
-
-
-def json_object() -> dict:
-    """The request's JSON body, which must be an object (415, 400 otherwise)."""
-    if not request.is_json:
-        raise UnsupportedMediaType("send a JSON object with Content-Type: application/json")
-    try:
-        body = json.loads(request.get_data())
-    except ValueError as error:
-        raise BadRequest(f"malformed JSON: {error}") from None
-    except RecursionError:  # a deeply nested array fits in the size limit
-        raise BadRequest("malformed JSON: nested too deeply") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
-
-
-def query_int(name: str, default: int, minimum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < minimum:
-        raise InvalidField(name, f"must be a whole number, at least {minimum}")
-    return int(raw)
-
-
-def user_json(user: User) -> dict:
-    return {"id": user.id, "email": user.email}
+UNAVAILABLE = {503: "The database is unavailable"}
+USER_LINKS = {
+    "GetUser": {"operationId": "getUser", "parameters": {"user_id": "$response.body#/id"}},
+    "DeleteUser": {"operationId": "deleteUser", "parameters": {"user_id": "$response.body#/id"}},
+}
 
 
 def get_user_or_404(user_id: int) -> User:
@@ -66,12 +28,29 @@ def get_user_or_404(user_id: int) -> User:
     return user
 
 
+@users.before_request
+def json_bodies_only() -> None:
+    if request.method == "POST" and not request.is_json:
+        raise UnsupportedMediaType("send a JSON object with Content-Type: application/json")
+
+
 @users.post("")
-def create_user():
-    body = json_object()
-    if "email" not in body:
-        raise InvalidField("email", "is required")
-    user = User(email=normalize_email(body["email"]))
+@users.input(NewUser)
+@users.output(
+    UserOut, status_code=201, links=USER_LINKS, description="Created; Location is its URL"
+)
+@users.doc(
+    operation_id="createUser",
+    summary="Create a user",
+    responses={
+        409: "A user with this email (ignoring case) exists",
+        413: "The body is too large",
+        415: "The body is not JSON",
+        **UNAVAILABLE,
+    },
+)
+def create_user(json_data: dict):
+    user = User(email=json_data["email"])
     db.session.add(user)
     try:
         db.session.commit()
@@ -81,30 +60,40 @@ def create_user():
         if getattr(error.orig, "pgcode", None) == errorcodes.UNIQUE_VIOLATION:
             raise Conflict(f"a user with email {user.email} already exists") from None
         raise
-    location = url_for("users.get_user", user_id=user.id)
-    return user_json(user), 201, {"Location": location}
+    return user, 201, {"Location": url_for("users.get_user", user_id=user.id)}
 
 
 @users.get("/<int:user_id>")
+@users.output(UserOut)
+@users.doc(
+    operation_id="getUser", summary="One user", responses={404: "No such user", **UNAVAILABLE}
+)
 def get_user(user_id: int):
-    return user_json(get_user_or_404(user_id))
+    return get_user_or_404(user_id)
 
 
 @users.get("")
-def list_users():
-    """A page of users in id order; `next_after` is the cursor of the next page, or null."""
-    limit = min(query_int("limit", DEFAULT_PAGE, 1), MAX_PAGE)
-    after = query_int("after", 0, 0)
+@users.input(PageQuery, location="query")
+@users.output(UserPage)
+@users.doc(operation_id="listUsers", summary="A page of users in id order", responses=UNAVAILABLE)
+def list_users(query_data: dict):
+    """`next_after` is the cursor of the next page, or null."""
+    limit, after = min(query_data["limit"], MAX_PAGE), query_data["after"]
     rows = db.session.scalars(
         db.select(User).where(User.id > after).order_by(User.id).limit(limit + 1)
     ).all()
     page = rows[:limit]
-    next_after = page[-1].id if len(rows) > limit else None
-    return {"users": [user_json(user) for user in page], "next_after": next_after}
+    return {"users": page, "next_after": page[-1].id if len(rows) > limit else None}
 
 
 @users.delete("/<int:user_id>")
+@users.output({}, status_code=204)
+@users.doc(
+    operation_id="deleteUser",
+    summary="Delete a user",
+    responses={404: "No such user", **UNAVAILABLE},
+)
 def delete_user(user_id: int):
     db.session.delete(get_user_or_404(user_id))
     db.session.commit()
-    return "", 204
+    return ""

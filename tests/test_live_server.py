@@ -3,6 +3,8 @@ real concurrency, committed rows (each test removes its own)."""
 
 import contextlib
 import json
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -170,3 +172,27 @@ def test_slow_clients_do_not_stall_the_service(live_server, race_email, trickle)
         elapsed = time.monotonic() - started
     assert (health, status) == (200, 201)
     assert elapsed < 3, f"{SLOW_CLIENTS} slow clients held the service for {elapsed:.1f} s"
+
+
+BROWSER = (
+    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+)
+
+
+@pytest.mark.skipif(not BROWSER, reason="no headless browser here: apt-get install chromium")
+def test_the_docs_page_renders_the_users_operations_offline(live_server, tmp_path):
+    """A real browser, which may reach nothing but this machine: /docs must bring its own files."""
+    page = subprocess.run(
+        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={tmp_path}", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+         "--virtual-time-budget=15000", "--dump-dom", f"{live_server}/docs"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    dom = page.stdout
+    assert "swagger-ui" in dom, page.stderr[-2000:]
+    for operation in ("Create a user", "A page of users in id order", "One user", "Delete a user"):
+        assert operation in dom, f"{operation!r} not rendered"
+    html = urllib.request.urlopen(f"{live_server}/docs").read().decode()
+    assert re.findall(r'(?:src|href)="(?!/)[^"]*"', html) == [], (
+        "the page loads files from elsewhere"
+    )
