@@ -13,7 +13,7 @@ import pytest
 from invoke import Config, Exit, MockContext, Result
 
 import tasks
-from steps import PROJECT, app_commands, commands, compose, environment, local, swarm
+from steps import PROJECT, app_commands, commands, compose, environment, local, local_files, swarm
 
 PRODUCTION = {"SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e", "POSTGRES_PASSWORD": "pw"}
 
@@ -202,10 +202,10 @@ def test_pg_bin_without_a_server_is_named(monkeypatch):
 def test_no_server_binaries_anywhere_is_one_clear_error(monkeypatch):
     """No machine here lacks them, so their absence is mocked: each lookup finds nothing."""
     monkeypatch.delenv("PG_BIN", raising=False)
-    monkeypatch.setattr(local.importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setattr(local.shutil, "which", lambda name: None)
-    monkeypatch.setattr(local, "DEBIAN_SERVER_BINARIES", "/nonexistent/*/bin")
-    assert "no PostgreSQL server binaries found" in failure(local.find_server_binaries)
+    monkeypatch.setattr(local_files.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(local_files.shutil, "which", lambda name: None)
+    monkeypatch.setattr(local_files, "DEBIAN_SERVER_BINARIES", "/nonexistent/*/bin")
+    assert "no PostgreSQL server binaries found" in failure(local_files.find_server_binaries)
 
 
 def test_sigterm_unwinds_only_inside_the_block():
@@ -281,7 +281,7 @@ def test_the_tasks_import_without_posix_only_modules():
     terminal modules by platform."""
     probe = (
         "import sys, invoke, dotenv; sys.modules.update(dict.fromkeys(['fcntl', 'pwd', 'grp', 'termios', 'resource'])); "
-        "import tasks, steps.local, steps.compose, steps.servers, steps.swarm, steps.app_commands; print('imported')"
+        "import tasks, steps.local, steps.local_files, steps.compose, steps.servers, steps.swarm, steps.app_commands; print('imported')"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True
@@ -321,7 +321,7 @@ def test_templates_left_half_made_by_a_killed_run_are_removed(tmp_path):
     dead.wait()
     (tmp_path / f".work-{dead.pid}-abc").mkdir()
     (tmp_path / f".work-{os.getpid()}-def").mkdir()  # a run in progress: ours
-    local.remove_interrupted_work(tmp_path)
+    local_files.remove_interrupted_work(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".work-{os.getpid()}-def"]
 
 
@@ -329,5 +329,5 @@ def test_the_template_cache_keeps_the_most_recently_used(tmp_path):
     for age, name in enumerate(["e", "d", "c", "b", "a"]):  # a is the oldest
         (tmp_path / name).mkdir()
         os.utime(tmp_path / name, (1_700_000_000 - age * 60,) * 2)
-    local.prune_templates(tmp_path, keep=3)
+    local_files.prune_templates(tmp_path, keep=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d", "e"]
