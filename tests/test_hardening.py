@@ -253,3 +253,39 @@ def test_a_full_disk_under_the_development_server_is_named_as_such(project, tmp_
     finally:
         inv(project, "db.down")
         subprocess.run(["umount", home], check=False)
+
+
+def test_a_database_url_in_the_shell_does_not_redirect_the_tests(project):
+    """A careless shell: DATABASE_URL still names a database that matters when `inv test` runs."""
+    port = str(free_port())
+    assert inv(project, "db.up", POSTGRES_PORT=port).returncode == 0
+    password = dev_password(project)
+    admin = psycopg2.connect(
+        f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres"
+    )
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute("DROP DATABASE IF EXISTS precious")
+            cursor.execute("CREATE DATABASE precious")
+        precious = f"host=127.0.0.1 port={port} user=postgres password={password} dbname=precious"
+        with psycopg2.connect(precious) as connection, connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE orders (id int); INSERT INTO orders VALUES (42)")
+        connection.close()
+
+        url = f"postgresql://postgres:{password}@127.0.0.1:{port}/precious"
+        result = inv(project, "test", DATABASE_URL=url)
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "DATABASE_URL is ignored by the testing environment" in result.stderr
+        with psycopg2.connect(precious) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+            assert cursor.fetchall() == [("orders",)]  # no users, no alembic_version
+            cursor.execute("SELECT id FROM orders")
+            assert cursor.fetchall() == [(42,)]
+        connection.close()
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute("DROP DATABASE IF EXISTS precious WITH (FORCE)")
+        admin.close()
+        inv(project, "db.down")
