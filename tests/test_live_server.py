@@ -180,7 +180,7 @@ BROWSER = (
 
 
 @pytest.mark.skipif(not BROWSER, reason="no headless browser here: apt-get install chromium")
-def test_the_docs_page_renders_the_users_operations_offline(live_server, tmp_path):
+def test_the_docs_page_renders_offline_in_a_real_browser(live_server, tmp_path):
     """A real browser, which may reach nothing but this machine: /docs must bring its own files."""
     page = subprocess.run(
         [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
