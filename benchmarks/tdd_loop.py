@@ -83,6 +83,24 @@ def measure(
     return label, [timed(command, cwd, env) for _ in range(runs)]
 
 
+def docker_volumes() -> set[str]:
+    listing = subprocess.run(["docker", "volume", "ls", "--quiet"], capture_output=True, text=True)
+    return set(listing.stdout.split())
+
+
+def remove_volumes_left_by_the_seed(before: set[str]) -> None:
+    """The seed's `docker-compose down` leaves the postgres image's anonymous volume of each
+    run behind: the ones this run made, unused now, are removed."""
+    dangling = subprocess.run(
+        ["docker", "volume", "ls", "--quiet", "--filter", "dangling=true"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    left = [volume for volume in dangling if volume not in before]
+    if left:
+        subprocess.run(["docker", "volume", "rm", *left], capture_output=True)
+
+
 def inv(*args: str) -> list[str]:
     return [sys.executable, "-m", "invoke", *args]
 
@@ -112,14 +130,18 @@ def main() -> None:
         if docker and SEED.is_dir():
             seed = Path(scratch) / "seed"
             shutil.copytree(SEED, seed)
-            label, times = measure(
-                "seed: `python manage.py test`",
-                [sys.executable, "manage.py", "test"],
-                seed,
-                environ(),
-                runs,
-                warm_up,
-            )
+            volumes = docker_volumes()
+            try:
+                label, times = measure(
+                    "seed: `python manage.py test`",
+                    [sys.executable, "manage.py", "test"],
+                    seed,
+                    environ(),
+                    runs,
+                    warm_up,
+                )
+            finally:
+                remove_volumes_left_by_the_seed(volumes)
             rows.append((label, times))
             seed_median = statistics.median(times)
         else:
