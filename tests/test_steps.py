@@ -331,3 +331,24 @@ def test_the_template_cache_keeps_the_most_recently_used(tmp_path):
         os.utime(tmp_path / name, (1_700_000_000 - age * 60,) * 2)
     local_files.prune_templates(tmp_path, keep=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d", "e"]
+
+
+def test_a_docker_socket_this_user_may_not_use_is_named_as_a_permission_problem(
+    tmp_path, monkeypatch
+):
+    """This test runs where the socket is usable, so the client's refusal is mocked: a `docker`
+    that answers as Docker's client does for a user outside the `docker` group."""
+    fake = tmp_path / "docker"
+    fake.write_text(
+        "#!/bin/sh\necho 'permission denied while trying to connect to the Docker daemon socket "
+        "at unix:///var/run/docker.sock' >&2\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    compose.docker_engine_answers.cache_clear()
+    try:
+        message = failure(compose.require_docker)
+    finally:
+        compose.docker_engine_answers.cache_clear()
+    assert "may not use its socket (permission denied)" in message
+    assert "add yourself to the `docker` group" in message
