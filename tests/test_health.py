@@ -89,13 +89,10 @@ def test_health_answers_in_time_when_the_server_says_nothing(own_server, app_on_
     """A frozen server accepts the TCP connection and never replies: the deadline holds."""
     client = app_on_own_server.test_client()
     process = own_server.start()
-    os.kill(process.pid, signal.SIGSTOP)
-    try:
+    with frozen(process):
         started = time.monotonic()
         response = client.get("/health")
         elapsed = time.monotonic() - started
-    finally:
-        os.kill(process.pid, signal.SIGCONT)
     assert response.status_code == 503
     assert b"127.0.0.1" not in response.data and b"password" not in response.data
     assert elapsed < app_on_own_server.config["HEALTH_TIMEOUT"] + 1
@@ -113,6 +110,24 @@ def children(pid: int) -> list[int]:
     return found
 
 
+@contextlib.contextmanager
+def frozen(process: subprocess.Popen):
+    """The server stopped (SIGSTOP): the postmaster first, so that it forks nothing more, then
+    its children; all continued on the way out, whatever happened. A child that ended in
+    between is skipped, not an error that would leave the others stopped for good."""
+    stopped = []
+    try:
+        for pid in (process.pid, *children(process.pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+        yield
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
 @pytest.mark.e2e
 def test_a_request_gets_a_json_503_in_seconds_while_the_server_is_frozen(
     own_server, app_on_own_server
@@ -123,16 +138,10 @@ def test_a_request_gets_a_json_503_in_seconds_while_the_server_is_frozen(
     with app_on_own_server.app_context():
         upgrade()
     assert client.get("/users").status_code == 200  # a pooled connection now exists
-    server = [process.pid, *children(process.pid)]  # the backend of that connection too
-    for pid in server:
-        os.kill(pid, signal.SIGSTOP)
-    try:
+    with frozen(process):  # the backend of that connection too
         started = time.monotonic()
         response = client.get("/users")
         elapsed = time.monotonic() - started
-    finally:
-        for pid in server:
-            os.kill(pid, signal.SIGCONT)
     assert (response.status_code, response.json["error"]["code"]) == (503, "database_unavailable")
     # The pool's ping and a new connection share the request's DATABASE_TIMEOUT.
     assert elapsed < app_on_own_server.config["DATABASE_TIMEOUT"] + 1
@@ -176,19 +185,12 @@ def test_under_load_with_the_server_frozen_every_answer_comes_in_time(
     ) as server:
         url = f"http://127.0.0.1:{port}"
         app_commands.wait_for_http(f"{url}/health", server)
-        frozen = [process.pid, *children(process.pid)]
-        for pid in frozen:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            with ThreadPoolExecutor(40) as pool:
-                started = time.monotonic()
-                waiting = [pool.submit(status_and_time, f"{url}/users", started) for _ in range(40)]
-                time.sleep(0.5)
-                health = status_and_time(f"{url}/health", time.monotonic())
-                answers = [future.result() for future in waiting]
-        finally:
-            for pid in frozen:
-                os.kill(pid, signal.SIGCONT)
+        with frozen(process), ThreadPoolExecutor(40) as pool:
+            started = time.monotonic()
+            waiting = [pool.submit(status_and_time, f"{url}/users", started) for _ in range(40)]
+            time.sleep(0.5)
+            health = status_and_time(f"{url}/health", time.monotonic())
+            answers = [future.result() for future in waiting]
     assert health[0] == 503 and health[1] < app_on_own_server.config["HEALTH_TIMEOUT"] + 1, health
     assert {status for status, _ in answers} == {503}
     assert max(seconds for _, seconds in answers) < app_on_own_server.config["DATABASE_TIMEOUT"] + 3
