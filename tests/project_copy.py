@@ -3,6 +3,7 @@
 The servers such tests start and stop are the copy's own, never the developer's.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,20 @@ def dev_password(project: Path, env: str = "development") -> str:
     """The random superuser password of the copy's local `env` cluster (`db.status` says where)."""
     status = run_inv(project, "local", "db.status", APPLICATION_CONFIG=env).stdout
     return Path(re.search(r"password in (\S+)", status).group(1)).read_text().strip()
+
+
+@contextlib.contextmanager
+def local_copy(root: Path) -> Iterator[Path]:
+    """A copy of the project in `root` for DB_SERVER=local tests; its servers stopped and the
+    data of its clusters removed on the way out."""
+    make_copy(root)
+    try:
+        yield root
+    finally:
+        for env in ("development", "testing"):
+            run_inv(root, "local", "db.down", APPLICATION_CONFIG=env)
+        state = subprocess.run(
+            [sys.executable, "-c", "from steps.local import state_root; print(state_root())"],
+            cwd=root, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        shutil.rmtree(state, ignore_errors=True)

@@ -21,7 +21,7 @@ from project_copy import (
     dev_password,
     fetch_when_up,
     free_port,
-    make_copy,
+    local_copy,
     run_inv,
     start_inv,
 )
@@ -38,11 +38,8 @@ as_root = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A copy of the project; its local servers stopped and their data removed after."""
-    root = make_copy(tmp_path_factory.mktemp("hardening"))
-    yield root
-    for env in ("development", "testing"):
-        inv(root, "db.down", APPLICATION_CONFIG=env)
-    shutil.rmtree(cluster_home(root).parent, ignore_errors=True)
+    with local_copy(tmp_path_factory.mktemp("hardening")) as root:
+        yield root
 
 
 def inv(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

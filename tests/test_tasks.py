@@ -7,7 +7,6 @@ so the servers they start and stop are never the developer's own.
 import contextlib
 import functools
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +23,7 @@ from project_copy import (
     dev_password,
     fetch_when_up,
     free_port,
-    make_copy,
+    local_copy,
     run_inv,
     start_inv,
     wait_for_marker,
@@ -38,15 +37,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A copy of the project; its local servers stopped and their data removed after."""
-    root = make_copy(tmp_path_factory.mktemp("project"))
-    yield root
-    for env in ("development", "testing"):
-        inv(root, "db.down", APPLICATION_CONFIG=env)
-    state = subprocess.run(
-        [sys.executable, "-c", "from steps.local import state_root; print(state_root())"],
-        cwd=root, capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    shutil.rmtree(state, ignore_errors=True)
+    with local_copy(tmp_path_factory.mktemp("project")) as root:
+        yield root
 
 
 def inv(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
