@@ -55,7 +55,7 @@ from psycopg2.extensions import connection as Connection
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from server_overhead import BenchmarkError, exits_on_failure  # noqa: E402  (the sibling script)
+from server_overhead import BenchmarkError, exits_on_failure, markdown_table  # noqa: E402  (the sibling script)
 
 import steps  # noqa: E402
 from steps import app_commands, commands, environment, postgres, servers  # noqa: E402
@@ -488,17 +488,6 @@ def write_rows(check: WriteCheck) -> list[tuple[str, str]]:
         ("... of the 201s (must equal the 201s)", f"{check.rows_of_201s:,}"),
         ("Writes lost", f"{check.lost:,}"),
     ]  # fmt: skip
-
-
-def markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: tuple[str, ...]) -> str:
-        padded = (cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
-        return "| " + " | ".join(padded) + " |"
-
-    rule = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
-    return "\n".join([line(header), rule, *(line(row) for row in rows)])
 
 
 # --------------------------------------------------------------------------- the runs

@@ -433,8 +433,8 @@ def median_max(samples: list[float]) -> str:
     return f"{median_ms(samples)}, {milliseconds(max(samples))} max"
 
 
-def markdown_table(rows: list[Row]) -> str:
-    header = Row("Measurement", "Runs", "Time")
+def markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Rows as a Markdown table, its columns padded to their widest cell."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: tuple[str, ...]) -> str:
@@ -512,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so that `finally` blocks stop what was started.
     with commands.sigterm_unwinds(), exits_on_failure(progress):
         rows = benchmark(args.runs, args.only)
-    print(markdown_table(rows))
+    print(markdown_table(Row("Measurement", "Runs", "Time"), rows))
     return 0
 
 
