@@ -23,17 +23,14 @@ class ApiError(Exception):
         self.message = message
 
 
-class InvalidField(ApiError):
-    code = "invalid_field"
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-
-
 class Conflict(ApiError):
     status = 409
     code = "conflict"
+
+
+def status_name(status: int) -> str:
+    """The error code of an HTTP status: `not_found`, `method_not_allowed`."""
+    return HTTP_STATUS_CODES.get(status, "error").lower().replace(" ", "_")
 
 
 def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
@@ -54,7 +51,7 @@ def register_error_handlers(app: APIFlask) -> None:
             )
             response, status = error_response(400, "invalid_field", message)
         else:
-            code = HTTP_STATUS_CODES.get(error.status_code, "error").lower().replace(" ", "_")
+            code = status_name(error.status_code)
             response, status = error_response(error.status_code, code, error.message or "")
         response.headers.update(error.headers or {})
         return response, status
@@ -65,7 +62,7 @@ def register_error_handlers(app: APIFlask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        code = (error.name or "error").lower().replace(" ", "_")
+        code = status_name(error.code or 500)
         description = error.description or ""
         # webargs (under APIFlask's input) refuses a body that is not JSON with messages of its own.
         unparsable = getattr(error, "data", {}).get("messages", {}).get("json")
