@@ -157,7 +157,7 @@ def reachable_binaries(bindir: Path, account: struct_passwd | None) -> Path:
             work.rename(target)
         except OSError:  # a concurrent run copied it first
             shutil.rmtree(work, ignore_errors=True)
-        prune_templates(target.parent)
+        prune_cache(target.parent)
     return copied_bindir
 
 
@@ -167,8 +167,8 @@ def server_version(bindir: Path) -> str:
     ).stdout.strip()
 
 
-# Templates kept in the cache: the most recently used ones (each about 40 MB).
-TEMPLATES_KEPT = 3
+# Entries kept in each cache (templates, copied binaries): the most recently used (about 40 MB each).
+CACHE_ENTRIES_KEPT = 3
 
 
 def write_private(path: Path, text: str, account: struct_passwd | None = None) -> Path:
@@ -209,7 +209,7 @@ def template_cluster(env: Env, bindir: Path, account: struct_passwd | None) -> P
             work.rename(template)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    prune_templates(template.parent)
+    prune_cache(template.parent)
     return template
 
 
@@ -221,7 +221,7 @@ def remove_interrupted_work(folder: Path) -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def prune_templates(folder: Path, keep: int = TEMPLATES_KEPT) -> None:
+def prune_cache(folder: Path, keep: int = CACHE_ENTRIES_KEPT) -> None:
     """The least recently used templates (or binaries' copies) beyond `keep`, deleted."""
     templates = sorted(
         (path for path in folder.iterdir() if not path.name.startswith(".")),

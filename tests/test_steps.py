@@ -329,7 +329,7 @@ def test_the_template_cache_keeps_the_most_recently_used(tmp_path):
     for age, name in enumerate(["e", "d", "c", "b", "a"]):  # a is the oldest
         (tmp_path / name).mkdir()
         os.utime(tmp_path / name, (1_700_000_000 - age * 60,) * 2)
-    local_files.prune_templates(tmp_path, keep=3)
+    local_files.prune_cache(tmp_path, keep=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d", "e"]
 
 
