@@ -27,7 +27,7 @@ from steps.commands import background, confirm, fail, remainder, run, say
 from steps.compose import compose_command, compose_project, require_docker, without_tty
 from steps.environment import export, load_env
 from steps.postgres import LOOPBACK, create_database, drop_database, free_port, wait_until_ready
-from steps.servers import ExternalServer, database_server, db_servers
+from steps.servers import ExternalServer, database_for_tests, database_server, db_servers
 from steps.swarm import (
     remove_stack,
     remove_stack_volumes,
@@ -91,9 +91,7 @@ def test(c, pattern=None, no_cov=False):
     """
     env = load_env("testing")
     pytest = pytest_command(pattern, coverage=c.config.test.coverage and not no_cov)
-    with server(c, env, throwaway=True) as (host, port):
-        create_database(env, host, port)
-        export(INV_TEST_DATABASE=f"{host}:{port}")  # tests/conftest.py: use this one
+    with database_for_tests(env, c.config.postgres.ready_timeout):
         raise Exit(code=run(pytest + remainder(c)))
 
 
@@ -103,9 +101,7 @@ def lint(c):
     clean = c.run("ruff check .", warn=True).ok
     clean &= c.run("ruff format --check .", warn=True).ok
     env = load_env("testing")
-    with server(c, env, throwaway=True) as (host, port):
-        create_database(env, host, port)
-        export(INV_TEST_DATABASE=f"{host}:{port}")
+    with database_for_tests(env, c.config.postgres.ready_timeout):
         clean &= run([*pytest_command(coverage=False), "-q", MODELS_CHECK]) == 0
     if not clean:
         fail("lint found problems (see above); `inv format` fixes what ruff can")

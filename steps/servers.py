@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from steps.commands import say, sigterm_unwinds
 from steps.environment import Env, export
-from steps.postgres import READY_TIMEOUT, Servers, wait_until_ready
+from steps.postgres import READY_TIMEOUT, Servers, create_database, wait_until_ready
 
 
 class ExternalServer(Servers):
@@ -75,3 +75,17 @@ def database_server(
         say(f"{what} {env.name} PostgreSQL server ({servers.describe()}) on {host}:{port}{left}")
     export(POSTGRES_HOSTNAME=host, POSTGRES_PORT=port)
     yield host, port
+
+
+# Exported once the tests' database is ready (host:port): tests/conftest.py then uses it.
+TEST_DATABASE = "INV_TEST_DATABASE"
+
+
+@contextlib.contextmanager
+def database_for_tests(env: Env, ready_timeout: float = READY_TIMEOUT) -> Iterator[tuple[str, int]]:
+    """The tests' database: a throwaway server (or the warm one) with APPLICATION_DB created,
+    its address exported for tests/conftest.py."""
+    with database_server(env, throwaway=True, ready_timeout=ready_timeout) as (host, port):
+        create_database(env, host, port)
+        export(**{TEST_DATABASE: f"{host}:{port}"})
+        yield host, port

@@ -13,7 +13,8 @@ import signal
 import pytest
 from sqlalchemy import text
 
-# What `inv test` exports once its database is ready.
+# What `inv test` exports once its database is ready (steps.servers.TEST_DATABASE; not
+# imported from there: that would import invoke into every run).
 PREPARED = "INV_TEST_DATABASE"
 
 
@@ -27,14 +28,11 @@ def test_database():
     from invoke import Exit
 
     from steps.environment import load_env
-    from steps.postgres import create_database
-    from steps.servers import database_server
+    from steps.servers import database_for_tests
 
     with contextlib.ExitStack() as stack:
         try:
-            env = load_env("testing")
-            host, port = stack.enter_context(database_server(env, throwaway=True))
-            create_database(env, host, port)
+            host, port = stack.enter_context(database_for_tests(load_env("testing")))
         except Exit as error:
             pytest.exit(error.message or f"exit {error.code}", returncode=4)
         stack.enter_context(sigterm_interrupts())
