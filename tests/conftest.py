@@ -7,11 +7,23 @@ or uses the warm one of `APPLICATION_CONFIG=testing inv db.up`, and stops what i
 
 import contextlib
 import functools
+import gc
 import os
 import signal
 
 import pytest
 from sqlalchemy import text
+
+# The modules imported while collecting and building the app live as long as the run: the
+# collector need not walk them (on import, and at each later collection, such as pytest's at
+# the session's end). Freezing them saves about 0.3 s of a small run (benchmarks/tdd_loop.py).
+gc.disable()
+
+
+def pytest_collection_finish(session):
+    gc.freeze()
+    gc.enable()
+
 
 # What `inv test` exports once its database is ready (steps.servers.TEST_DATABASE; not
 # imported from there: that would import invoke into every run).
@@ -66,6 +78,7 @@ def app(test_database):
             if not at_head(connection):
                 migrate(app, connection)
         db.engine.dispose()
+    gc.freeze()  # the app and what building it imported (the database driver) stay too
     return app
 
 
