@@ -12,7 +12,7 @@ import sys
 
 from invoke import Collection, Exit, task
 
-from steps import PROJECT
+from steps import PROJECT, warm_pytest
 from steps.app_commands import (
     debugger_pin,
     flask,
@@ -20,6 +20,7 @@ from steps.app_commands import (
     gunicorn_command,
     migrate_to_head,
     pytest_command,
+    tests_against_database,
     wait_for_http,
     web_port,
 )
@@ -90,9 +91,10 @@ def test(c, pattern=None, no_cov=False):
     Arguments after `--` go to pytest: `inv test -- -x tests/test_app.py`.
     """
     env = load_env("testing")
-    pytest = pytest_command(pattern, coverage=c.config.test.coverage and not no_cov)
-    with database_for_tests(env, c.config.postgres.ready_timeout):
-        raise Exit(code=run(pytest + remainder(c)))
+    command = pytest_command(pattern, coverage=c.config.test.coverage and not no_cov)
+    raise Exit(
+        code=tests_against_database(env, command + remainder(c), c.config.postgres.ready_timeout)
+    )
 
 
 @task
@@ -201,10 +203,18 @@ def db_downgrade(c, revision="-1", yes=False):
 
 @task(name="up")
 def db_up(c):
-    """Start this environment's database server (it keeps running)."""
+    """Start this environment's database server (it keeps running); for `testing`, a warm
+    pytest beside it too."""
     env = load_env()
     with server(c, env):
         pass
+    if env.name == "testing":
+        if warm_pytest.start():
+            say("a warm pytest runs too: `inv test` forks it instead of importing everything again")
+        else:
+            say(
+                f"the warm pytest did not start (log: {warm_pytest.log()}); `inv test` works without"
+            )
 
 
 @task(name="down")
@@ -218,6 +228,8 @@ def db_down(c):
         say(f"stopped the {env.name} PostgreSQL server ({servers.describe()}); data kept")
     else:
         say(f"the {env.name} PostgreSQL server is not running: nothing to stop")
+    if env.name == "testing" and warm_pytest.stop():
+        say("stopped the warm pytest")
 
 
 @task(name="status")
@@ -231,6 +243,8 @@ def db_status(c):
         wait_until_ready(env, servers.host, port, timeout=3)
     state = f"running on {servers.host}:{port}" if port is not None else "stopped"
     print(f"{env.name}: {state}; {servers.describe()}; {servers.where()}")
+    if env.name == "testing":
+        print(f"warm pytest: {'running' if warm_pytest.running() else 'stopped'}")
 
 
 @task(name="shell")

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import secrets
+import subprocess
 import sys
 import time
 
-from steps import PROJECT
-from steps.commands import fail, run
+from steps import PROJECT, warm_pytest
+from steps.commands import (
+    exit_code,
+    fail,
+    run,
+    signals_forwarded,
+    signals_held,
+    start_foreground,
+)
 from steps.environment import Env
 from steps.postgres import LOOPBACK, port_is_free
+from steps.servers import TEST_DATABASE_PIPE, database_for_tests, db_servers
 
 
 def flask(*args: str) -> int:
@@ -69,6 +81,49 @@ def pytest_command(pattern: str | None = None, coverage: bool = True) -> list[st
         else ["-p", "no:pytest_cov"]
     )
     return args + (["-k", pattern] if pattern else [])
+
+
+def tests_against_database(env: Env, command: list[str], ready_timeout: float) -> int:
+    """pytest_command against the tests' database: the warm server at once (by the warm
+    pytest when one runs), or a throwaway server started while pytest starts, whose imports
+    then overlap the server's start; tests/conftest.py waits for its variables on a pipe."""
+    servers = db_servers(env, ready_timeout)
+    if servers.running() is not None or warm_pytest.running():
+        with database_for_tests(env, ready_timeout, servers):
+            return pytest(command)
+    read, write = os.pipe()
+    child: list[subprocess.Popen] = []
+    with signals_forwarded(child) as received:
+        try:
+            environ = {**os.environ, TEST_DATABASE_PIPE: str(read)}
+            child.append(start_foreground(command, pass_fds=[read], env=environ))
+        finally:
+            os.close(read)
+        try:
+            before = dict(os.environ)
+            with database_for_tests(env, ready_timeout, servers):
+                exported = {k: v for k, v in os.environ.items() if before.get(k) != v}
+                with contextlib.suppress(OSError):  # pytest has ended already (--help, say)
+                    os.write(write, json.dumps(exported).encode() + b"\n")
+                os.close(write)
+                write = None
+                code = child[0].wait()
+        except BaseException:
+            with signals_held():
+                child[0].terminate()  # it waits for a database that will not come
+                child[0].wait()
+            raise
+        finally:
+            if write is not None:
+                os.close(write)
+    return exit_code(code, received)
+
+
+def pytest(command: list[str]) -> int:
+    """A pytest_command run in a fork of the warm pytest when one serves it (no second of
+    imports), else in a new interpreter; its exit code either way."""
+    code = warm_pytest.run_warm(command[3:], cwd=PROJECT)
+    return run(command) if code is None else code
 
 
 def debugger_pin() -> str:

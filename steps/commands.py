@@ -68,14 +68,12 @@ def interrupt_came_from_terminal() -> bool:
         return False
 
 
-def run(args: list[str], stdin: str | None = None) -> int:
-    """Run a command in the foreground with the exported env and return its exit code.
-
-    Signals sent to inv reach the command once, and inv stops after the command when it
-    was sent SIGTERM.
-    """
+@contextlib.contextmanager
+def signals_forwarded(child: list[subprocess.Popen]) -> Iterator[list[int]]:
+    """While this block runs, SIGINT and SIGTERM sent to inv reach `child[0]` (once it is
+    there) once: a Ctrl-C typed at the terminal has reached it already. Yields the signals
+    received."""
     received: list[int] = []
-    child: list[subprocess.Popen] = []
 
     def forward(signum: int, frame: object) -> None:
         received.append(signum)
@@ -84,21 +82,39 @@ def run(args: list[str], stdin: str | None = None) -> int:
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        try:
-            child.append(
-                subprocess.Popen(args, cwd=PROJECT, stdin=subprocess.PIPE if stdin else None)
-            )
-        except FileNotFoundError:
-            fail(f"{args[0]} not found: install it or put it on PATH")
-        if stdin:
-            child[0].communicate(stdin.encode())
-        code = child[0].wait()
+        yield received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def start_foreground(args: list[str], **options) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(args, cwd=PROJECT, **options)
+    except FileNotFoundError:
+        fail(f"{args[0]} not found: install it or put it on PATH")
+
+
+def exit_code(code: int, received: list[int]) -> int:
+    """A child's exit code as a shell reports it; inv stops after a child it sent SIGTERM."""
     if signal.SIGTERM in received:
         raise SystemExit(128 + signal.SIGTERM)
     return code if code >= 0 else 128 - code
+
+
+def run(args: list[str], stdin: str | None = None) -> int:
+    """Run a command in the foreground with the exported env and return its exit code.
+
+    Signals sent to inv reach the command once, and inv stops after the command when it
+    was sent SIGTERM.
+    """
+    child: list[subprocess.Popen] = []
+    with signals_forwarded(child) as received:
+        child.append(start_foreground(args, stdin=subprocess.PIPE if stdin else None))
+        if stdin:
+            child[0].communicate(stdin.encode())
+        code = child[0].wait()
+    return exit_code(code, received)
 
 
 @contextlib.contextmanager

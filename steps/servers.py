@@ -47,14 +47,17 @@ def db_servers(env: Env, ready_timeout: float = READY_TIMEOUT) -> Servers:
 
 @contextlib.contextmanager
 def database_server(
-    env: Env, throwaway: bool = False, ready_timeout: float = READY_TIMEOUT
+    env: Env,
+    throwaway: bool = False,
+    ready_timeout: float = READY_TIMEOUT,
+    servers: Servers | None = None,
 ) -> Iterator[tuple[str, int]]:
     """Server up -> wait until a connection succeeds; yields (host, port), exported for the app.
 
     throwaway: a server that lives only as long as this block (tests), unless a warm one
     started by `db.up` runs for this env, which is then used and left running.
     """
-    servers = db_servers(env, ready_timeout)
+    servers = servers or db_servers(env, ready_timeout)
     host, port = servers.host, servers.running()
     if throwaway and port is None:
         with sigterm_unwinds(), servers.throwaway() as port:
@@ -79,13 +82,18 @@ def database_server(
 
 # Exported once the tests' database is ready (host:port): tests/conftest.py then uses it.
 TEST_DATABASE = "INV_TEST_DATABASE"
+# Given to a pytest started before its database is ready: the pipe on which inv then writes
+# the variables it exported for the database (JSON), or closes it when the server failed.
+TEST_DATABASE_PIPE = "INV_TEST_DATABASE_PIPE"
 
 
 @contextlib.contextmanager
-def database_for_tests(env: Env, ready_timeout: float = READY_TIMEOUT) -> Iterator[tuple[str, int]]:
+def database_for_tests(
+    env: Env, ready_timeout: float = READY_TIMEOUT, servers: Servers | None = None
+) -> Iterator[tuple[str, int]]:
     """The tests' database: a throwaway server (or the warm one) with APPLICATION_DB created,
     its address exported for tests/conftest.py."""
-    with database_server(env, throwaway=True, ready_timeout=ready_timeout) as (host, port):
+    with database_server(env, True, ready_timeout, servers) as (host, port):
         create_database(env, host, port)
         export(**{TEST_DATABASE: f"{host}:{port}"})
         yield host, port

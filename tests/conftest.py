@@ -8,8 +8,10 @@ or uses the warm one of `APPLICATION_CONFIG=testing inv db.up`, and stops what i
 import contextlib
 import functools
 import gc
+import json
 import os
 import signal
+import stat
 
 import pytest
 from sqlalchemy import text
@@ -25,14 +27,30 @@ def pytest_collection_finish(session):
     gc.enable()
 
 
-# What `inv test` exports once its database is ready (steps.servers.TEST_DATABASE; not
-# imported from there: that would import invoke into every run).
+# What `inv test` exports once its database is ready (steps.servers.TEST_DATABASE), and the
+# pipe on which it sends that and the rest when pytest started first (TEST_DATABASE_PIPE); not
+# imported from there: that would import invoke into every run.
 PREPARED = "INV_TEST_DATABASE"
+# Taken out of the environment at once: no process the tests start may take it for its own.
+PENDING = os.environ.pop("INV_TEST_DATABASE_PIPE", None)
+
+
+def wait_for_inv(descriptor: int) -> None:
+    """`inv test` started pytest while its server starts: wait for the database's variables."""
+    if not stat.S_ISFIFO(os.fstat(descriptor).st_mode):
+        return
+    with open(descriptor) as pipe:
+        line = pipe.readline()
+    if not line:
+        pytest.exit("inv could not start the test database (it says why)", returncode=4)
+    os.environ.update(json.loads(line))
 
 
 @pytest.fixture(scope="session")
 def test_database():
     """(host, port) of the test database: `inv test`'s, or one started for this session."""
+    if PENDING:
+        wait_for_inv(int(PENDING))
     if os.environ.get(PREPARED):
         host, port = os.environ[PREPARED].rsplit(":", 1)
         yield host, int(port)

@@ -1,0 +1,546 @@
+"""The warm pytest: a process that has imported the libraries the tests use (pytest, coverage,
+Flask, SQLAlchemy, ...) and forks a fresh pytest for each `inv test`, which then skips most of
+a second of imports. `APPLICATION_CONFIG=testing inv db.up` starts it beside the warm server,
+`db.down` stops it.
+
+Only libraries are preloaded, never the project's own code (app/, tests/, steps/): each run
+imports that afresh, so an edit shows in the next run. Which libraries: those earlier runs
+imported (kept in the folder, a name per line). A run is served only if every preloaded file
+is unchanged (a `pip install` makes the warm pytest step aside and start again) and the
+PYTHON* variables are as they were; otherwise `inv test` runs pytest the ordinary way.
+
+Its socket is in a 0700 folder of the user running inv, mode 0600, and it serves only
+connections of its own uid (SO_PEERCRED). POSIX only (fork, descriptor passing).
+
+No well-kept library does this: pytest-hot-reloading patches modules in place (jurigged)
+and says it may get into a bad state, whereas a fork of a clean preloaded process cannot.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import gc
+import importlib
+import json
+import os
+import selectors
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from steps import PROJECT
+
+SOCKET = "socket"
+MODULES = "modules"
+LOG = "log"
+# What the warm pytest always preloads; the rest it learns from the runs.
+ALWAYS = ("pytest", "coverage", "pytest_cov.plugin")
+READY_TIMEOUT = 30.0
+ENVIRONMENT = Path(sys.prefix).resolve()
+
+
+def folder(create: bool = False) -> Path | None:
+    """The warm pytest's folder (state_root()/warm-pytest), or None when it is missing or not
+    ours alone: a 0700 directory of our uid, not a symlink."""
+    from steps.local_files import ensure_dir, state_root
+
+    path = state_root() / "warm-pytest"
+    if create:
+        ensure_dir(path.parent)
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
+    try:
+        info = path.lstat()
+    except OSError:
+        return None
+    private = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+    return path if private and not info.st_mode & 0o077 else None
+
+
+def python_variables(environ: dict[str, str]) -> dict[str, str]:
+    """What the interpreter read when it started (warnings, paths, hash seed, ...)."""
+    return {k: v for k, v in environ.items() if k.startswith("PYTHON")}
+
+
+def peer_uid(connection: socket.socket) -> int:
+    if not hasattr(socket, "SO_PEERCRED"):  # Linux; elsewhere, the folder's mode protects it
+        return os.geteuid()
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    return struct.unpack("3i", credentials)[1]
+
+
+def send(connection: socket.socket, message: dict) -> None:
+    connection.sendall(json.dumps(message).encode() + b"\n")
+
+
+def receive(connection: socket.socket, buffer: bytearray) -> dict | None:
+    """The next newline-terminated JSON message, or None once the other side has closed."""
+    while b"\n" not in buffer:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return None
+        buffer += chunk
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return json.loads(line)
+
+
+def connect() -> socket.socket | None:
+    """A connection to our warm pytest, or None when none answers."""
+    where = folder()
+    if where is None:
+        return None
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(str(where / SOCKET))
+        if peer_uid(connection) != os.geteuid():
+            raise OSError("the socket's server is not ours")
+    except OSError:
+        connection.close()
+        return None
+    return connection
+
+
+def log() -> Path:
+    """Where the warm pytest writes what it has to say (why it did not start, say)."""
+    from steps.local_files import state_root
+
+    return state_root() / "warm-pytest" / LOG
+
+
+def running() -> bool:
+    connection = connect()
+    if connection:
+        connection.close()
+    return connection is not None
+
+
+# The client: `inv test`, `inv db.up`, `inv db.down`.
+
+
+def start(wait: bool = True) -> bool:
+    """Start the warm pytest unless one answers; with `wait`, until it answers (its preload
+    takes a second or two). False when it could not start (the log says why)."""
+    if running():
+        return True
+    where = folder(create=True)
+    if where is None:
+        return False
+    log = os.open(where / LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "steps.warm_pytest", str(where)],
+            cwd=PROJECT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # neither a Ctrl-C nor the end of this inv reaches it
+        )
+    finally:
+        os.close(log)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while wait and time.monotonic() < deadline:
+        if running():
+            return True
+        if process.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return not wait
+
+
+def stop() -> bool:
+    """Stop the warm pytest (and any run it serves); False when none was running."""
+    connection = connect()
+    if connection is None:
+        return False
+    with connection:
+        send_request(connection, {"stop": True})
+        connection.settimeout(30)
+        with contextlib.suppress(OSError):
+            while connection.recv(4096):
+                pass
+    return True
+
+
+def run_warm(args: list[str], cwd: Path) -> int | None:
+    """pytest `args` in a fork of the warm pytest, in `cwd`, with this process's environment,
+    terminal and signals; its exit code, or None when no warm pytest serves this run."""
+    from steps.commands import say
+
+    connection = connect()
+    if connection is None:
+        return None
+    with connection:
+        request = {
+            "args": args,
+            "cwd": str(cwd),
+            "environ": dict(os.environ),
+            "umask": current_umask(),
+            "executable": sys.executable,
+        }
+        try:
+            send_request(connection, request, [0, 1, 2])
+        except OSError:
+            return None
+        buffer = bytearray()
+        answer = receive(connection, buffer)
+        if answer is None or "pid" not in answer:
+            if answer and answer.get("restart"):
+                say(f"the warm pytest stepped aside ({answer['restart']}); it starts again")
+                start(wait=False)
+            elif answer and answer.get("aside"):
+                say(f"the warm pytest cannot serve this run ({answer['aside']})")
+            return None
+        say(f"pytest runs in a fork of the warm pytest (pid {answer['pid']})")
+        return exit_code(connection, buffer, answer["pid"])
+
+
+def send_request(connection: socket.socket, request: dict, descriptors: list[int] = ()) -> None:
+    """The request's length with our descriptors attached (the run's stdin, stdout, stderr),
+    then the request."""
+    body = json.dumps(request).encode()
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", descriptors).tobytes())]
+    connection.sendmsg([struct.pack("!I", len(body))], rights if descriptors else [])
+    connection.sendall(body)
+
+
+def current_umask() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def exit_code(connection: socket.socket, buffer: bytearray, pid: int) -> int:
+    """Wait for the fork's exit code, forwarding signals to it meanwhile."""
+    from steps.commands import interrupt_came_from_terminal
+
+    received: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            if signum == signal.SIGINT and interrupt_came_from_terminal():
+                os.killpg(pid, signum)  # as the terminal would: the run has its own group
+            else:
+                os.kill(pid, signum)
+
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, forward) for s in forwarded}
+    try:
+        answer = receive(connection, buffer)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if signal.SIGTERM in received:
+        raise SystemExit(128 + signal.SIGTERM)
+    if answer is None:
+        print("inv: the warm pytest ended this run without an exit code", file=sys.stderr)
+        return 1
+    code = answer["exit"]
+    return code if code >= 0 else 128 - code
+
+
+# The server: `python -m steps.warm_pytest FOLDER`, started by start().
+
+
+def project_file(path: str | None) -> bool:
+    """A file of the project's own code (a virtualenv inside the project is not)."""
+    if not path:
+        return False
+    resolved = Path(path).resolve()
+    return resolved.is_relative_to(PROJECT) and not resolved.is_relative_to(ENVIRONMENT)
+
+
+def module_file(module: object) -> str | None:
+    path = getattr(module, "__file__", None)
+    return path if isinstance(path, str) and os.path.isfile(path) else None
+
+
+def preload(names: list[str]) -> None:
+    for name in names:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    project = [n for n, m in sys.modules.items() if project_file(module_file(m))]
+    for name in project:
+        if name != "__main__":
+            del sys.modules[name]  # steps.* (this module's package): each run imports its own
+    gc.collect()
+    gc.freeze()  # the preloaded heap is never garbage: no fork need walk it
+
+
+def learned_names(where: Path) -> list[str]:
+    with contextlib.suppress(OSError):
+        names = (where / MODULES).read_text().split()
+        return [n for n in names if all(part.isidentifier() for part in n.split("."))]
+    return []
+
+
+def library_files() -> dict[str, int]:
+    """Each preloaded module's file and its modification time."""
+    files = {}
+    for module in list(sys.modules.values()):
+        path = module_file(module)
+        if path and not project_file(path):
+            with contextlib.suppress(OSError):
+                files[path] = os.stat(path).st_mtime_ns
+    return files
+
+
+def changed_file(files: dict[str, int]) -> str | None:
+    for path, mtime in files.items():
+        try:
+            if os.stat(path).st_mtime_ns != mtime:
+                return path
+        except OSError:
+            return path
+    return None
+
+
+class WarmPytest:
+    """The accept loop: one fork per run, its exit code sent back when it ends."""
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+        self.started_with = python_variables(dict(os.environ))
+        self.runs: dict[int, tuple[socket.socket, int]] = {}  # pid -> (connection, pidfd)
+        self.selector = selectors.DefaultSelector()
+        self.stopping = False
+
+    def load(self) -> None:
+        preload([*ALWAYS, *learned_names(self.where)])
+        self.files = library_files()
+        self.files[__file__] = os.stat(__file__).st_mtime_ns  # its own code: an edit restarts it
+
+    def serve(self) -> None:
+        path = self.where / SOCKET
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path.unlink(missing_ok=True)
+        mask = os.umask(0o177)
+        try:
+            listener.bind(str(path))
+        finally:
+            os.umask(mask)
+        listener.listen(16)
+        self.listener = listener
+        self.selector.register(listener, selectors.EVENT_READ, "accept")
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        print(f"warm pytest {os.getpid()}: serving {len(self.files)} preloaded files", flush=True)
+        stopped_runs = False
+        while not (self.stopping and not self.runs):
+            for key, _ in self.selector.select(timeout=1.0):
+                if key.data == "accept":
+                    self.accept()
+                elif isinstance(key.data, int):
+                    self.finished(key.data)
+                else:  # the client's connection: readable before the end means it is gone
+                    self.client_gone(key.data)
+            if self.stopping and not stopped_runs:
+                self.stop_runs()
+                stopped_runs = True
+        path.unlink(missing_ok=True)
+
+    def accept(self) -> None:
+        connection, _ = self.listener.accept()
+        if peer_uid(connection) != os.geteuid():
+            connection.close()
+            return
+        try:
+            connection.settimeout(5)
+            request, descriptors = self.read_request(connection)
+        except (OSError, ValueError):
+            connection.close()
+            return
+        try:
+            if request.get("stop"):
+                self.stopping = True
+                self.stopper = connection
+                return
+            refusal = self.refusal(request)
+            if refusal:
+                send(connection, refusal)
+                connection.close()
+                if "restart" in refusal:
+                    self.stopping = True
+                return
+            self.fork(connection, request, descriptors)
+        finally:
+            for fd in descriptors:
+                os.close(fd)
+
+    def read_request(self, connection: socket.socket) -> tuple[dict, list[int]]:
+        header, ancillary, _, _ = connection.recvmsg(4, socket.CMSG_SPACE(3 * 4))
+        descriptors: list[int] = []
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                descriptors += array.array("i", data[: len(data) - len(data) % 4])
+        if len(header) < 4:
+            for fd in descriptors:
+                os.close(fd)
+            raise ValueError("no request")
+        (length,) = struct.unpack("!I", header)
+        body = bytearray()
+        while len(body) < length:
+            chunk = connection.recv(min(65536, length - len(body)))
+            if not chunk:
+                raise ValueError("request cut short")
+            body += chunk
+        return json.loads(body), descriptors
+
+    def refusal(self, request: dict) -> dict | None:
+        if request.get("executable") != sys.executable:
+            return {"aside": f"it runs {sys.executable}, this inv {request.get('executable')}"}
+        if python_variables(request["environ"]) != self.started_with:
+            return {"aside": "PYTHON* variables differ from when it started"}
+        changed = changed_file(self.files)
+        if changed:
+            return {"restart": f"{changed} changed since it started"}
+        import threading
+
+        if threading.active_count() > 1:
+            return {"aside": "a preloaded module started a thread: forking is unsafe"}
+        return None
+
+    def fork(self, connection: socket.socket, request: dict, descriptors: list[int]) -> None:
+        if len(descriptors) != 3:
+            connection.close()
+            return
+        pid = os.fork()
+        if pid == 0:
+            try:
+                code = self.run_in_fork(connection, request, descriptors)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+        pidfd = os.pidfd_open(pid)
+        self.runs[pid] = (connection, pidfd)
+        self.selector.register(pidfd, selectors.EVENT_READ, pid)
+        self.selector.register(connection, selectors.EVENT_READ, connection)
+
+    def run_in_fork(self, connection: socket.socket, request: dict, descriptors: list[int]) -> int:
+        os.setpgid(0, 0)
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.selector.close()
+        self.listener.close()
+        for other, pidfd in self.runs.values():
+            other.close()
+            os.close(pidfd)
+        for target, fd in enumerate(descriptors):
+            os.dup2(fd, target)
+        os.umask(request["umask"])
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["environ"])
+        reopen_standard_streams()
+        sys.argv = [sys.executable, *request["args"]]
+        sys.path[0] = request["cwd"]
+        send(connection, {"pid": os.getpid()})
+        before = set(sys.modules)
+        import pytest
+
+        code = int(pytest.main(request["args"]))
+        self.remember(set(sys.modules) - before)
+        return code
+
+    def remember(self, new: set[str]) -> None:
+        """The libraries this run imported join the preload of the next warm pytest."""
+        names = {n for n in new if module_file(sys.modules.get(n)) and "__main__" not in n}
+        names = {n for n in names if not project_file(module_file(sys.modules[n]))}
+        if not names:
+            return
+        known = set(learned_names(self.where))
+        if names <= known:
+            return
+        scratch = self.where / f"{MODULES}.{os.getpid()}"
+        scratch.write_text("\n".join(sorted(known | names)) + "\n")
+        scratch.replace(self.where / MODULES)
+
+    def finished(self, pid: int) -> None:
+        connection, pidfd = self.runs.pop(pid)
+        _, status = os.waitpid(pid, 0)
+        self.selector.unregister(pidfd)
+        with contextlib.suppress(KeyError):  # unless client_gone did
+            self.selector.unregister(connection)
+        os.close(pidfd)
+        with contextlib.suppress(OSError):
+            send(connection, {"exit": os.waitstatus_to_exitcode(status)})
+        connection.close()
+        learned = set(learned_names(self.where)) - set(sys.modules)
+        if learned and not self.stopping:
+            preload(sorted(learned))  # between runs, so that the next one has them
+            self.files.update(library_files())
+
+    def client_gone(self, connection: socket.socket) -> None:
+        for pid, (other, _) in self.runs.items():
+            if other is connection:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGTERM)
+        self.selector.unregister(connection)
+
+    def stop_runs(self) -> None:
+        for pid in self.runs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+
+
+def reopen_standard_streams() -> None:
+    """sys.std* again, on the client's descriptors (a terminal gets line buffering)."""
+    encoding = os.environ.get("PYTHONIOENCODING") or None
+    sys.stdin = sys.__stdin__ = open(0, closefd=False, encoding=encoding)  # noqa: SIM115
+    sys.stdout = sys.__stdout__ = open(  # noqa: SIM115
+        1, "w", buffering=1 if os.isatty(1) else -1, encoding=encoding, closefd=False
+    )
+    sys.stderr = sys.__stderr__ = open(  # noqa: SIM115
+        2, "w", buffering=1, encoding=encoding, errors="backslashreplace", closefd=False
+    )
+
+
+@contextlib.contextmanager
+def only_instance(where: Path) -> Iterator[bool]:
+    """True for the one warm pytest of this folder (a second `db.up` may race the first)."""
+    import fcntl
+
+    fd = os.open(where / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        # A few seconds' patience: the one it replaces (stepped aside) may still be leaving.
+        for _ in range(100):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def main(where: Path) -> None:
+    if folder() != where:
+        raise SystemExit(f"warm pytest: {where} is not a private folder of this user")
+    with only_instance(where) as alone:
+        if not alone:
+            return
+        server = WarmPytest(where)
+        server.load()
+        server.serve()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
