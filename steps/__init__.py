@@ -7,6 +7,7 @@ local        PostgreSQL binaries run directly: clusters, template copies, root's
 compose      Docker and Compose: projects, the `db` service, throwaway projects
 servers      who runs PostgreSQL (DB_SERVER), and a server's lifetime around a task
 app_commands the app's commands: flask, migrations, gunicorn, pytest
+warm_pytest  a preloaded pytest that `inv test` forks, beside the warm test server
 swarm        the production stack on Docker Swarm
 """
 
