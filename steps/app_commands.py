@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from steps.commands import (
 )
 from steps.environment import Env
 from steps.postgres import LOOPBACK, port_is_free
-from steps.servers import TEST_DATABASE_PIPE, database_for_tests, db_servers
+from steps.servers import TEST_DATABASE_SOCKET, database_for_tests, db_servers
 
 
 def flask(*args: str) -> int:
@@ -74,7 +75,7 @@ def wait_for_http(url: str, process, timeout: float = 60) -> None:
 
 def pytest_command(pattern: str | None = None, coverage: bool = True) -> list[str]:
     """pytest on the suite, `-k pattern` if given, with coverage of app/ unless turned off."""
-    args = [sys.executable, "-m", "pytest"]
+    args = [sys.executable, "-m", "pytest", "-p", "steps.pytest_early_imports"]
     args += (
         ["--cov=app", "--cov-report=term-missing:skip-covered"]
         if coverage
@@ -85,37 +86,36 @@ def pytest_command(pattern: str | None = None, coverage: bool = True) -> list[st
 
 def tests_against_database(env: Env, command: list[str], ready_timeout: float) -> int:
     """pytest_command against the tests' database: the warm server at once (by the warm
-    pytest when one runs), or a throwaway server started while pytest starts, whose imports
-    then overlap the server's start; tests/conftest.py waits for its variables on a pipe."""
+    pytest when one runs), or a throwaway server started while pytest starts, so that its
+    imports and the server's start overlap. tests/conftest.py gets the database's variables
+    on a socket, and says there when the session is done with it: the server is then stopped
+    while pytest writes its coverage report."""
     servers = db_servers(env, ready_timeout)
     if servers.running() is not None or warm_pytest.running():
         with database_for_tests(env, ready_timeout, servers):
             return pytest(command)
-    read, write = os.pipe()
+    ours, theirs = socket.socketpair()
     child: list[subprocess.Popen] = []
-    with signals_forwarded(child) as received:
+    with signals_forwarded(child) as received, ours:
         try:
-            environ = {**os.environ, TEST_DATABASE_PIPE: str(read)}
-            child.append(start_foreground(command, pass_fds=[read], env=environ))
+            environ = {**os.environ, TEST_DATABASE_SOCKET: str(theirs.fileno())}
+            child.append(start_foreground(command, pass_fds=[theirs.fileno()], env=environ))
         finally:
-            os.close(read)
+            theirs.close()
         try:
             before = dict(os.environ)
             with database_for_tests(env, ready_timeout, servers):
                 exported = {k: v for k, v in os.environ.items() if before.get(k) != v}
-                with contextlib.suppress(OSError):  # pytest has ended already (--help, say)
-                    os.write(write, json.dumps(exported).encode() + b"\n")
-                os.close(write)
-                write = None
-                code = child[0].wait()
+                with contextlib.suppress(OSError):  # unless pytest has ended (--help, say)
+                    ours.sendall(json.dumps(exported).encode() + b"\n")
+                    while ours.recv(64) not in (b"", b"done\n"):  # done, or pytest ended
+                        pass
+            code = child[0].wait()
         except BaseException:
             with signals_held():
-                child[0].terminate()  # it waits for a database that will not come
+                child[0].terminate()  # it would wait for a database that will not come
                 child[0].wait()
             raise
-        finally:
-            if write is not None:
-                os.close(write)
     return exit_code(code, received)
 
 

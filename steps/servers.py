@@ -82,9 +82,10 @@ def database_server(
 
 # Exported once the tests' database is ready (host:port): tests/conftest.py then uses it.
 TEST_DATABASE = "INV_TEST_DATABASE"
-# Given to a pytest started before its database is ready: the pipe on which inv then writes
-# the variables it exported for the database (JSON), or closes it when the server failed.
-TEST_DATABASE_PIPE = "INV_TEST_DATABASE_PIPE"
+# Given to a pytest started before its database is ready: the socket on which inv then sends
+# the variables it exported for the database (a JSON line), or closes it when the server
+# failed; pytest answers `done` there when its session no longer needs the database.
+TEST_DATABASE_SOCKET = "INV_TEST_DATABASE_SOCKET"
 
 
 @contextlib.contextmanager

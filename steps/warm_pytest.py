@@ -24,10 +24,10 @@ import gc
 import importlib
 import json
 import os
+import select
 import selectors
 import signal
 import socket
-import stat
 import struct
 import subprocess
 import sys
@@ -43,6 +43,8 @@ LOG = "log"
 # What the warm pytest always preloads; the rest it learns from the runs.
 ALWAYS = ("pytest", "coverage", "pytest_cov.plugin")
 READY_TIMEOUT = 30.0
+# For its first answer (it may be importing what the last run taught it); then, the run's time.
+HANDSHAKE_TIMEOUT = 30.0
 ENVIRONMENT = Path(sys.prefix).resolve()
 
 
@@ -56,12 +58,25 @@ def folder(create: bool = False) -> Path | None:
         ensure_dir(path.parent)
         with contextlib.suppress(FileExistsError):
             path.mkdir(mode=0o700)
+    descriptor = open_folder(path)
+    if descriptor is None:
+        return None
+    os.close(descriptor)
+    return path
+
+
+def open_folder(path: Path) -> int | None:
+    """A descriptor of `path` if it is a 0700 directory of our uid, not a symlink; what is
+    in it is then opened relative to that descriptor, whatever becomes of the path."""
     try:
-        info = path.lstat()
+        descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         return None
-    private = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
-    return path if private and not info.st_mode & 0o077 else None
+    info = os.fstat(descriptor)
+    if info.st_uid == os.geteuid() and not info.st_mode & 0o077:
+        return descriptor
+    os.close(descriptor)
+    return None
 
 
 def python_variables(environ: dict[str, str]) -> dict[str, str]:
@@ -69,11 +84,17 @@ def python_variables(environ: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k.startswith("PYTHON")}
 
 
-def peer_uid(connection: socket.socket) -> int:
+def peer(connection: socket.socket) -> tuple[int | None, int]:
+    """The (pid, uid) of the process at the other end, as the kernel says."""
     if not hasattr(socket, "SO_PEERCRED"):  # Linux; elsewhere, the folder's mode protects it
-        return os.geteuid()
+        return None, os.geteuid()
     credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-    return struct.unpack("3i", credentials)[1]
+    pid, uid, _ = struct.unpack("3i", credentials)
+    return pid, uid
+
+
+def peer_uid(connection: socket.socket) -> int:
+    return peer(connection)[1]
 
 
 def send(connection: socket.socket, message: dict) -> None:
@@ -131,20 +152,25 @@ def start(wait: bool = True) -> bool:
     if running():
         return True
     where = folder(create=True)
-    if where is None:
+    descriptor = open_folder(where) if where else None
+    if descriptor is None:
         return False
-    log = os.open(where / LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        output = os.open(LOG, flags, 0o600, dir_fd=descriptor)
+    finally:
+        os.close(descriptor)
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", "steps.warm_pytest", str(where)],
             cwd=PROJECT,
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
+            stdout=output,
+            stderr=output,
             start_new_session=True,  # neither a Ctrl-C nor the end of this inv reaches it
         )
     finally:
-        os.close(log)
+        os.close(output)
     deadline = time.monotonic() + READY_TIMEOUT
     while wait and time.monotonic() < deadline:
         if running():
@@ -160,12 +186,18 @@ def stop() -> bool:
     connection = connect()
     if connection is None:
         return False
+    from steps.local_files import process_alive
+
     with connection:
+        pid, _ = peer(connection)
         send_request(connection, {"stop": True})
         connection.settimeout(30)
         with contextlib.suppress(OSError):
             while connection.recv(4096):
                 pass
+    deadline = time.monotonic() + 10
+    while pid and process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)  # its last moments, after it has closed the connection
     return True
 
 
@@ -184,13 +216,17 @@ def run_warm(args: list[str], cwd: Path) -> int | None:
             "environ": dict(os.environ),
             "umask": current_umask(),
             "executable": sys.executable,
+            "sent": time.time(),
         }
+        buffer = bytearray()
         try:
             send_request(connection, request, [0, 1, 2])
-        except OSError:
+            connection.settimeout(HANDSHAKE_TIMEOUT)
+            answer = receive(connection, buffer)
+            connection.settimeout(None)
+        except (OSError, ValueError) as error:
+            say(f"the warm pytest did not answer ({error}): pytest runs the ordinary way")
             return None
-        buffer = bytearray()
-        answer = receive(connection, buffer)
         if answer is None or "pid" not in answer:
             if answer and answer.get("restart"):
                 say(f"the warm pytest stepped aside ({answer['restart']}); it starts again")
@@ -218,14 +254,14 @@ def current_umask() -> int:
 
 def exit_code(connection: socket.socket, buffer: bytearray, pid: int) -> int:
     """Wait for the fork's exit code, forwarding signals to it meanwhile."""
-    from steps.commands import interrupt_came_from_terminal
+    from steps import commands
 
     received: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
         received.append(signum)
         with contextlib.suppress(ProcessLookupError):
-            if signum == signal.SIGINT and interrupt_came_from_terminal():
+            if signum == signal.SIGINT and commands.interrupt_came_from_terminal():
                 os.killpg(pid, signum)  # as the terminal would: the run has its own group
             else:
                 os.kill(pid, signum)
@@ -234,16 +270,14 @@ def exit_code(connection: socket.socket, buffer: bytearray, pid: int) -> int:
     previous = {s: signal.signal(s, forward) for s in forwarded}
     try:
         answer = receive(connection, buffer)
+    except (OSError, ValueError):
+        answer = None
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if signal.SIGTERM in received:
-        raise SystemExit(128 + signal.SIGTERM)
     if answer is None:
-        print("inv: the warm pytest ended this run without an exit code", file=sys.stderr)
-        return 1
-    code = answer["exit"]
-    return code if code >= 0 else 128 - code
+        commands.say("the warm pytest ended this run without an exit code")
+    return commands.exit_code(answer["exit"] if answer else 1, received)
 
 
 # The server: `python -m steps.warm_pytest FOLDER`, started by start().
@@ -274,11 +308,35 @@ def preload(names: list[str]) -> None:
     gc.freeze()  # the preloaded heap is never garbage: no fork need walk it
 
 
-def learned_names(where: Path) -> list[str]:
+def learned_names(folder: int) -> list[str]:
+    """The module names in the folder's `modules` (a descriptor of the folder); never a
+    `__main__`, which runs a program when imported."""
     with contextlib.suppress(OSError):
-        names = (where / MODULES).read_text().split()
-        return [n for n in names if all(part.isidentifier() for part in n.split("."))]
+        descriptor = os.open(MODULES, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder)
+        with open(descriptor) as file:
+            names = file.read().split()
+        parts = [name.split(".") for name in names]
+        return [n for n, p in zip(names, parts, strict=True) if valid_module_name(p)]
     return []
+
+
+def valid_module_name(parts: list[str]) -> bool:
+    return all(part.isidentifier() and part != "__main__" for part in parts)
+
+
+def pytest_plugin_packages() -> set[str]:
+    """The top-level modules of installed pytest plugins (schemathesis, hypothesis, anyio):
+    pytest rewrites their asserts as it imports them, and warns when they were imported
+    before, so they are never preloaded."""
+    import importlib.metadata
+
+    names = set()
+    for dist in importlib.metadata.distributions():
+        if any(point.group == "pytest11" for point in dist.entry_points):
+            for file in dist.files or []:
+                if file.suffix == ".py" and ".dist-info" not in file.parts[0]:
+                    names.add(file.parts[0].removesuffix(".py"))
+    return names
 
 
 def library_files() -> dict[str, int]:
@@ -305,8 +363,8 @@ def changed_file(files: dict[str, int]) -> str | None:
 class WarmPytest:
     """The accept loop: one fork per run, its exit code sent back when it ends."""
 
-    def __init__(self, where: Path) -> None:
-        self.where = where
+    def __init__(self, folder: int) -> None:
+        self.folder = folder  # a descriptor: the server's working folder, and its forks' way in
         self.started_with = python_variables(dict(os.environ))
         self.runs: dict[int, tuple[socket.socket, int]] = {}  # pid -> (connection, pidfd)
         self.selector = selectors.DefaultSelector()
@@ -314,17 +372,18 @@ class WarmPytest:
         self.restarting = False
 
     def load(self) -> None:
-        preload([*ALWAYS, *learned_names(self.where)])
+        self.plugins = pytest_plugin_packages()
+        preload([*ALWAYS, *self.preloadable(learned_names(self.folder))])
         self.files = library_files()
         self.files[__file__] = os.stat(__file__).st_mtime_ns  # its own code: an edit restarts it
 
     def serve(self) -> None:
-        path = self.where / SOCKET
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(SOCKET, dir_fd=self.folder)
         mask = os.umask(0o177)
         try:
-            listener.bind(str(path))
+            listener.bind(SOCKET)  # relative: the server's working folder is its folder
         finally:
             os.umask(mask)
         listener.listen(16)
@@ -344,7 +403,8 @@ class WarmPytest:
             if self.stopping and not stopped_runs:
                 self.stop_runs()
                 stopped_runs = True
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(SOCKET, dir_fd=self.folder)
 
     def accept(self) -> None:
         connection, _ = self.listener.accept()
@@ -394,6 +454,8 @@ class WarmPytest:
         return json.loads(body), descriptors
 
     def refusal(self, request: dict) -> dict | None:
+        if time.time() - request.get("sent", 0) > HANDSHAKE_TIMEOUT:
+            return {"aside": "the request waited too long: its inv has given up"}
         if request.get("executable") != sys.executable:
             return {"aside": f"it runs {sys.executable}, this inv {request.get('executable')}"}
         if python_variables(request["environ"]) != self.started_with:
@@ -408,7 +470,7 @@ class WarmPytest:
         return None
 
     def fork(self, connection: socket.socket, request: dict, descriptors: list[int]) -> None:
-        if len(descriptors) != 3:
+        if len(descriptors) != 3 or client_left(connection):
             connection.close()
             return
         pid = os.fork()
@@ -460,16 +522,20 @@ class WarmPytest:
         """The libraries this run imported join the preload of the next warm pytest."""
         names = {n for n in new if module_file(sys.modules.get(n)) and "__main__" not in n}
         names = {n for n in names if not project_file(module_file(sys.modules[n]))}
+        names = set(self.preloadable(names))
         if not names:
             return
-        known = set(learned_names(self.where))
+        known = set(learned_names(self.folder))
         if names <= known:
             return
-        scratch = self.where / f"{MODULES}.{os.getpid()}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-        with open(os.open(scratch, flags, 0o600), "w") as file:
+        scratch = f"{MODULES}.{os.getpid()}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with open(os.open(scratch, flags, 0o600, dir_fd=self.folder), "w") as file:
             file.write("\n".join(sorted(known | names)) + "\n")
-        scratch.replace(self.where / MODULES)
+        os.replace(scratch, MODULES, src_dir_fd=self.folder, dst_dir_fd=self.folder)
+
+    def preloadable(self, names) -> list[str]:
+        return [n for n in names if n.split(".")[0] not in self.plugins]
 
     def finished(self, pid: int) -> None:
         connection, pidfd = self.runs.pop(pid)
@@ -481,7 +547,7 @@ class WarmPytest:
         with contextlib.suppress(OSError):
             send(connection, {"exit": os.waitstatus_to_exitcode(status)})
         connection.close()
-        learned = set(learned_names(self.where)) - set(sys.modules)
+        learned = set(self.preloadable(learned_names(self.folder))) - set(sys.modules)
         if learned and not self.stopping:
             preload(sorted(learned))  # between runs, so that the next one has them
             self.files.update(library_files())
@@ -499,6 +565,16 @@ class WarmPytest:
                 os.killpg(pid, signal.SIGTERM)
 
 
+def client_left(connection: socket.socket) -> bool:
+    """Whether the client has closed its end (it gave up waiting, say): nothing to run for."""
+    if not select.select([connection], [], [], 0)[0]:
+        return False
+    try:
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 def reopen_standard_streams() -> None:
     """sys.std* again, on the client's descriptors (a terminal gets line buffering)."""
     encoding = os.environ.get("PYTHONIOENCODING") or None
@@ -512,11 +588,11 @@ def reopen_standard_streams() -> None:
 
 
 @contextlib.contextmanager
-def only_instance(where: Path) -> Iterator[bool]:
+def only_instance() -> Iterator[bool]:
     """True for the one warm pytest of this folder (a second `db.up` may race the first)."""
     import fcntl
 
-    fd = os.open(where / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fd = os.open("lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         # A few seconds' patience: the one it replaces (stepped aside) may still be leaving.
         for _ in range(100):
@@ -534,15 +610,19 @@ def only_instance(where: Path) -> Iterator[bool]:
 
 
 def main(where: Path) -> None:
-    if folder() != where:
+    descriptor = open_folder(where)
+    if descriptor is None:
         raise SystemExit(f"warm pytest: {where} is not a private folder of this user")
-    with only_instance(where) as alone:
+    sys.path[0] = str(PROJECT)
+    os.fchdir(descriptor)
+    with only_instance() as alone:
         if not alone:
             return
-        server = WarmPytest(where)
+        server = WarmPytest(descriptor)
         server.load()
         server.serve()
     if server.restarting:  # afresh, with the changed files: same arguments, same environment
+        os.chdir(PROJECT)
         os.execv(sys.executable, [sys.executable, "-m", "steps.warm_pytest", str(where)])
 
 

@@ -11,7 +11,7 @@ import gc
 import json
 import os
 import signal
-import stat
+import socket
 
 import pytest
 from sqlalchemy import text
@@ -28,29 +28,56 @@ def pytest_collection_finish(session):
 
 
 # What `inv test` exports once its database is ready (steps.servers.TEST_DATABASE), and the
-# pipe on which it sends that and the rest when pytest started first (TEST_DATABASE_PIPE); not
-# imported from there: that would import invoke into every run.
+# socket on which it sends that and the rest when pytest started first (TEST_DATABASE_SOCKET);
+# not imported from there: that would import invoke into every run.
 PREPARED = "INV_TEST_DATABASE"
-# Taken out of the environment at once: no process the tests start may take it for its own.
-PENDING = os.environ.pop("INV_TEST_DATABASE_PIPE", None)
 
 
-def wait_for_inv(descriptor: int) -> None:
+def inv_socket() -> socket.socket | None:
+    """The socket `inv test` gave, taken out of the environment at once: no process the tests
+    start may take it for its own."""
+    descriptor = os.environ.pop("INV_TEST_DATABASE_SOCKET", None)
+    if descriptor is None:
+        return None
+    try:
+        connection = socket.socket(fileno=int(descriptor))
+    except (OSError, ValueError):
+        return None
+    connection.set_inheritable(False)
+    return connection
+
+
+INV = inv_socket()
+
+
+def wait_for_inv() -> None:
     """`inv test` started pytest while its server starts: wait for the database's variables."""
-    if not stat.S_ISFIFO(os.fstat(descriptor).st_mode):
-        return
-    with open(descriptor) as pipe:
-        line = pipe.readline()
-    if not line:
-        pytest.exit("inv could not start the test database (it says why)", returncode=4)
-    os.environ.update(json.loads(line))
+    message = b""
+    while not message.endswith(b"\n"):
+        chunk = INV.recv(65536)
+        if not chunk:
+            pytest.exit("inv could not start the test database (it says why)", returncode=4)
+        message += chunk
+    os.environ.update(json.loads(message))
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtestloop(session):
+    """Once the tests and their fixtures are done, inv may stop the server, while pytest-cov
+    (its wrapper is outside this one) analyses and reports coverage."""
+    try:
+        return (yield)
+    finally:
+        if INV is not None:
+            with contextlib.suppress(OSError):
+                INV.sendall(b"done\n")
 
 
 @pytest.fixture(scope="session")
 def test_database():
     """(host, port) of the test database: `inv test`'s, or one started for this session."""
-    if PENDING:
-        wait_for_inv(int(PENDING))
+    if INV is not None and not os.environ.get(PREPARED):
+        wait_for_inv()
     if os.environ.get(PREPARED):
         host, port = os.environ[PREPARED].rsplit(":", 1)
         yield host, int(port)

@@ -6,6 +6,7 @@ In a copy of the project, against real local servers; a library of the copy's ow
 outside it (on PYTHONPATH), so that a test can change a preloaded library file.
 """
 
+import functools
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from project_copy import TIMEOUT, local_copy, run_inv, start_inv, wait_for_marker
+from project_copy import TIMEOUT, clean_environ, local_copy, run_inv, start_inv, wait_for_marker
 
 from steps import warm_pytest
 
@@ -95,9 +96,27 @@ def processes_in(project: Path) -> dict[int, list[str]]:
     return found
 
 
+@functools.cache
+def warm_folder(project: Path) -> Path:
+    """The copy's warm pytest folder, as the copy's steps compute it."""
+    where = subprocess.run(
+        [sys.executable, "-c", "from steps import warm_pytest; print(warm_pytest.log().parent)"],
+        cwd=project, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    return Path(where)
+
+
 def warm_pytest_processes(project: Path) -> dict[int, list[str]]:
-    """The copy's warm pytest and its forks."""
-    return {pid: args for pid, args in processes_in(project).items() if "steps.warm_pytest" in args}
+    """The copy's warm pytest and its forks (their command line names the copy's folder)."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().decode().split("\0")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "steps.warm_pytest" in args and str(warm_folder(project)) in args:
+            found[int(proc.name)] = args
+    return found
 
 
 def forks(project: Path) -> set[int]:
@@ -208,13 +227,8 @@ def test_a_signal_to_inv_ends_its_fork_and_only_that(warm, tmp_path, signum, cod
     assert len(warm_pytest_processes(warm)) == 1, "the warm pytest itself should keep running"
 
 
-def test_its_folder_and_socket_are_the_user_s_alone(warm):
-    folder = Path(
-        subprocess.run(
-            [sys.executable, "-c", "from steps import warm_pytest; print(warm_pytest.log().parent)"],
-            cwd=warm, capture_output=True, text=True, check=True,
-        ).stdout.strip()
-    )  # fmt: skip
+def test_its_folder_and_socket_are_private(warm):
+    folder = warm_folder(warm)
     assert folder.stat().st_mode & 0o777 == 0o700
     assert (folder / warm_pytest.SOCKET).stat().st_mode & 0o777 == 0o600
     assert folder.stat().st_uid == os.geteuid()
@@ -246,3 +260,20 @@ def test_a_cold_run_whose_server_fails_stops_the_pytest_it_started(tmp_path):
         assert "initdb failed" in result.stderr
         assert "passed" not in result.stdout
         assert processes_in(project) == {}, "the pytest started beside the server was left"
+
+
+def test_the_libraries_imported_early_change_no_coverage_figure(warm):
+    """`inv test` loads steps.pytest_early_imports before coverage starts: app/'s own lines
+    are measured as they were without it."""
+    library = str(warm.parent / "library")
+    reports = []
+    for early in ([], ["-p", "steps.pytest_early_imports"]):
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", *early, "--cov=app", "--cov-report=term-missing"],
+            cwd=warm, env=clean_environ("local", PYTEST_ADDOPTS="-p no:cacheprovider", PYTHONPATH=library),
+            capture_output=True, text=True, timeout=TIMEOUT,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        reports.append([line for line in run.stdout.splitlines() if line.startswith("app/")])
+    assert len(reports[0]) > 5
+    assert reports[0] == reports[1]
