@@ -51,11 +51,12 @@ def wait_for_server(url: URL, timeout: float) -> None:
                 raise StartupError(
                     f"PostgreSQL at {url.host}:{url.port} refused us: {reason}"
                 ) from None
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise StartupError(
                     f"no PostgreSQL answered at {url.host}:{url.port} within {timeout:.0f} s: {reason}"
                 ) from None
-            time.sleep(0.5)
+            time.sleep(min(0.5, left))
 
 
 def create_database(url: URL, maintenance_db: str) -> None:
