@@ -7,7 +7,9 @@ local        PostgreSQL binaries run directly: clusters, template copies, root's
 compose      Docker and Compose: projects, the `db` service, throwaway projects
 servers      who runs PostgreSQL (DB_SERVER), and a server's lifetime around a task
 app_commands the app's commands: flask, migrations, gunicorn, pytest
-warm_pytest  a preloaded pytest that `inv test` forks, beside the warm test server
+warm_pytest  a preloaded pytest that `inv test` forks, beside the warm test server (client)
+warm_pytest_server  that pytest: preload, accept, fork, exit codes back
+pytest_early_imports  a pytest plugin of `inv test`: the app's libraries, imported before coverage
 swarm        the production stack on Docker Swarm
 """
 

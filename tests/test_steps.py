@@ -23,6 +23,7 @@ from steps import (
     local_files,
     swarm,
     warm_pytest,
+    warm_pytest_server,
 )
 
 PRODUCTION = {"SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e", "POSTGRES_PASSWORD": "pw"}
@@ -365,11 +366,13 @@ def test_a_docker_socket_this_user_may_not_use_is_named_as_a_permission_problem(
 
 
 def test_the_warm_pytest_preloads_libraries_never_the_project_s_own_code():
-    assert warm_pytest.project_file(str(PROJECT / "app" / "models.py"))
-    assert warm_pytest.project_file(str(PROJECT / "steps" / "warm_pytest.py"))
-    assert not warm_pytest.project_file(pytest.__file__)  # the virtualenv, even inside the project
-    assert not warm_pytest.project_file(os.__file__)
-    assert not warm_pytest.project_file(None)
+    assert warm_pytest_server.project_file(str(PROJECT / "app" / "models.py"))
+    assert warm_pytest_server.project_file(str(PROJECT / "steps" / "warm_pytest.py"))
+    assert not warm_pytest_server.project_file(
+        pytest.__file__
+    )  # the virtualenv, even inside the project
+    assert not warm_pytest_server.project_file(os.__file__)
+    assert not warm_pytest_server.project_file(None)
 
 
 def test_the_warm_pytest_imports_only_module_names_from_what_runs_taught_it(tmp_path):
@@ -377,7 +380,7 @@ def test_the_warm_pytest_imports_only_module_names_from_what_runs_taught_it(tmp_
     (tmp_path / warm_pytest.MODULES).write_text(names)
     folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        assert warm_pytest.learned_names(folder) == ["flask", "sqlalchemy.orm"]
+        assert warm_pytest_server.learned_names(folder) == ["flask", "sqlalchemy.orm"]
     finally:
         os.close(folder)
 

@@ -114,7 +114,7 @@ def warm_pytest_processes(project: Path) -> dict[int, list[str]]:
             args = (proc / "cmdline").read_bytes().decode().split("\0")
         except (OSError, UnicodeDecodeError):
             continue
-        if "steps.warm_pytest" in args and str(warm_folder(project)) in args:
+        if "steps.warm_pytest_server" in args and str(warm_folder(project)) in args:
             found[int(proc.name)] = args
     return found
 
