@@ -45,6 +45,12 @@ def db_servers(env: Env, ready_timeout: float = READY_TIMEOUT) -> Servers:
     return kinds[env.db_server](env, ready_timeout=ready_timeout)
 
 
+def task_for(env: Env, task: str) -> str:
+    """The command line that runs `task` on this env (APPLICATION_CONFIG names any but the default)."""
+    prefix = "" if env.name == "development" else f"APPLICATION_CONFIG={env.name} "
+    return f"{prefix}inv {task}"
+
+
 @contextlib.contextmanager
 def database_server(
     env: Env,
@@ -68,7 +74,7 @@ def database_server(
     if port is None:
         port = servers.start()
         say(
-            f"started the {env.name} PostgreSQL server ({servers.describe()}) on {host}:{port}; `inv db.down` stops it"
+            f"started the {env.name} PostgreSQL server ({servers.describe()}) on {host}:{port}; `{task_for(env, 'db.down')}` stops it"
         )
     else:
         servers.load_password()

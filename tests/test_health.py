@@ -16,6 +16,7 @@ from flask_migrate import upgrade
 from invoke import Exit
 
 from app import create_app
+from app.extensions import init_migrations
 from steps import app_commands, commands, environment, local, postgres
 
 
@@ -53,7 +54,9 @@ def app_on_own_server(own_server, monkeypatch):
     monkeypatch.setenv("POSTGRES_PORT", str(own_server.port))
     monkeypatch.setenv("POSTGRES_PASSWORD", own_server.env["POSTGRES_PASSWORD"])
     monkeypatch.setenv("APPLICATION_DB", os.environ["POSTGRES_DB"])
-    return create_app("testing")
+    app = create_app("testing")
+    init_migrations(app)  # its tests upgrade it
+    return app
 
 
 def test_health_says_ok_when_the_database_answers(client):

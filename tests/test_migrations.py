@@ -7,7 +7,7 @@ from flask_migrate import downgrade, upgrade
 from sqlalchemy import create_engine, inspect, text
 
 from app import create_app
-from app.extensions import db
+from app.extensions import db, init_migrations
 
 
 def test_the_models_and_the_migrations_agree(app):
@@ -37,6 +37,7 @@ def scratch_database(app, monkeypatch):
 
 def test_every_migration_goes_down_and_up_again(scratch_database):
     app = create_app("testing")
+    init_migrations(app)
     with app.app_context():
         upgrade()
         assert "users" in inspect(db.engine).get_table_names()

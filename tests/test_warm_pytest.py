@@ -277,3 +277,19 @@ def test_the_libraries_imported_early_change_no_coverage_figure(warm):
         reports.append([line for line in run.stdout.splitlines() if line.startswith("app/")])
     assert len(reports[0]) > 5
     assert reports[0] == reports[1]
+
+
+def test_a_fork_measures_the_same_coverage_as_an_ordinary_run(warm):
+    """The preloaded libraries change nothing the app does (it once asked whether
+    flask_migrate was imported, and the warm pytest had it imported)."""
+    with_coverage = {"PYTEST_ADDOPTS": "-p no:cacheprovider"}
+    reports = []
+    for run_env in ({}, {}, {"PYTHONHASHSEED": "123"}):  # learn; a fork; the ordinary way
+        run = inv(warm, "test", "--", "--cov-report=term-missing", **with_coverage, **run_env)
+        assert run.returncode == 0, run.stdout + run.stderr
+        lines = [line for line in run.stdout.splitlines() if line.startswith("app/")]
+        reports.append((lines, run.stderr))
+    (_, _), (forked, forked_says), (ordinary, ordinary_says) = reports
+    assert IN_A_FORK in forked_says and IN_A_FORK not in ordinary_says
+    assert len(forked) > 5
+    assert forked == ordinary
