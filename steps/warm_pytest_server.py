@@ -259,6 +259,8 @@ class WarmPytest:
             os.close(pidfd)
         for target, fd in enumerate(descriptors):
             os.dup2(fd, target)
+        for fd in set(descriptors) - {0, 1, 2}:
+            os.close(fd)  # received copies: the run has them as 0, 1 and 2 now
         os.umask(request["umask"])
         os.chdir(request["cwd"])
         os.environ.clear()
