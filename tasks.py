@@ -88,13 +88,15 @@ def serve(c):
 def test(c, pattern=None, no_cov=False):
     """Run the test suite against a throwaway PostgreSQL; exits with pytest's code.
 
-    Arguments after `--` go to pytest: `inv test -- -x tests/test_app.py`.
+    Arguments after `--` go to pytest: `inv test -- -x tests/test_app.py`. The whole suite
+    runs over test.workers processes (pytest-xdist, a module per process at a time).
     """
     env = load_env("testing")
-    command = pytest_command(pattern, coverage=c.config.test.coverage and not no_cov)
-    raise Exit(
-        code=tests_against_database(env, command + remainder(c), c.config.postgres.ready_timeout)
-    )
+    args = remainder(c)
+    # The whole suite over test.workers processes; a pattern or a file, the TDD loop, in one.
+    workers = 0 if pattern or args else c.config.test.workers
+    command = pytest_command(pattern, c.config.test.coverage and not no_cov, workers) + args
+    raise Exit(code=tests_against_database(env, command, c.config.postgres.ready_timeout))
 
 
 @task
@@ -392,7 +394,7 @@ ns = Collection(dev, serve, test, fuzz, lint, format, lock, flask_cli, compose_c
 ns.configure(
     {
         "postgres": {"ready_timeout": 30.0},
-        "test": {"coverage": True},
+        "test": {"coverage": True, "workers": 4},
         "lock": {"python": "3.11", "index_url": "https://pypi.org/simple"},
     }
 )

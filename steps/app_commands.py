@@ -73,14 +73,18 @@ def wait_for_http(url: str, process, timeout: float = 60) -> None:
     fail(f"{url} did not answer within {timeout:.0f} s")
 
 
-def pytest_command(pattern: str | None = None, coverage: bool = True) -> list[str]:
-    """pytest on the suite, `-k pattern` if given, with coverage of app/ unless turned off."""
+def pytest_command(
+    pattern: str | None = None, coverage: bool = True, workers: int = 0
+) -> list[str]:
+    """pytest on the suite, `-k pattern` if given, with coverage of app/ unless turned off,
+    over `workers` processes if more than one (a module's tests stay in one)."""
     args = [sys.executable, "-m", "pytest", "-p", "steps.pytest_early_imports"]
     args += (
         ["--cov=app", "--cov-report=term-missing:skip-covered"]
         if coverage
         else ["-p", "no:pytest_cov"]
     )
+    args += ["--numprocesses", str(workers), "--dist", "loadfile"] if workers > 1 else []
     return args + (["-k", pattern] if pattern else [])
 
 

@@ -61,6 +61,14 @@ def wait_for_inv() -> None:
     os.environ.update(json.loads(message))
 
 
+def pytest_configure(config):
+    """pytest-xdist's workers start with this process's environment: under `inv test`'s
+    overlap, the database's variables must be in it first."""
+    controller = config.getoption("numprocesses", None) and not hasattr(config, "workerinput")
+    if INV is not None and controller and not os.environ.get(PREPARED):
+        wait_for_inv()
+
+
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtestloop(session):
     """Once the tests and their fixtures are done, inv may stop the server, while pytest-cov
@@ -117,6 +125,7 @@ def app(test_database):
     from app import create_app
     from app.extensions import db
 
+    own_database_under_xdist(*test_database)
     app = create_app("testing")
     with app.app_context():
         with db.engine.connect() as connection:
@@ -125,6 +134,23 @@ def app(test_database):
         db.engine.dispose()
     gc.freeze()  # the app and what building it imported (the database driver) stay too
     return app
+
+
+def own_database_under_xdist(host: str, port: int) -> None:
+    """Each pytest-xdist worker gets a database of its own (APPLICATION_DB_gw0, ...), created
+    when missing: a test never waits on, nor sees, the rows of a test in another process."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    from sqlalchemy.engine import URL
+
+    from app.startup import create_database
+
+    name = f"{os.environ['APPLICATION_DB']}_{worker}"
+    user, password = os.environ["POSTGRES_USER"], os.environ["POSTGRES_PASSWORD"]
+    url = URL.create("postgresql+psycopg2", user, password, host, port, name)
+    create_database(url, os.environ["POSTGRES_DB"])
+    os.environ["APPLICATION_DB"] = name
 
 
 def migrations_digest() -> str:

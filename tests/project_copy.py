@@ -75,12 +75,16 @@ def clean_environ(db_server: str, **overrides: str) -> dict[str, str]:
     """This process's environment less what the outer `inv test` exported, plus `overrides`.
 
     Inner test runs skip coverage: it costs most of a second each, and these tests are
-    about the tasks, not the sample tests' coverage.
+    about the tasks, not the sample tests' coverage; and they run in one process.
     """
     environ = {
         k: v for k, v in os.environ.items() if k not in EXPORTED and not k.startswith("COV_")
     }
-    defaults = {"DB_SERVER": db_server, "PYTEST_ADDOPTS": "--no-cov -p no:cacheprovider"}
+    defaults = {
+        "DB_SERVER": db_server,
+        "PYTEST_ADDOPTS": "--no-cov -p no:cacheprovider",
+        "INVOKE_TEST_WORKERS": "0",  # three sample tests: one process
+    }
     return {**environ, **defaults, **overrides}
 
 

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -11,10 +13,11 @@ def test_root_says_hello(client):
 
 
 def test_the_app_reads_its_database_from_the_exported_variables(app, monkeypatch):
+    exported = os.environ["APPLICATION_DB"]  # test, or test_gw0 ... under pytest-xdist
     monkeypatch.setenv("APPLICATION_DB", "somewhere_else")
     other = create_app("testing")
     assert other.config["SQLALCHEMY_DATABASE_URI"].database == "somewhere_else"
-    assert app.config["SQLALCHEMY_DATABASE_URI"].database == "test"
+    assert app.config["SQLALCHEMY_DATABASE_URI"].database == exported
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ def url(app):
 def test_prepare_database_finds_the_test_database_at_head(app):
     result = app.test_cli_runner().invoke(args=["prepare-database", "--no-create"])
     assert result.exit_code == 0, result.output
-    assert "prepare-database: database test on " in result.output
+    name = app.config["SQLALCHEMY_DATABASE_URI"].database
+    assert f"prepare-database: database {name} on " in result.output
     assert "is at head" in result.output
 
 

@@ -397,3 +397,14 @@ def test_the_libraries_imported_before_coverage_are_the_app_s_not_the_app():
     libraries = pytest_early_imports.app_libraries()
     assert {"flask", "sqlalchemy", "apiflask", "email_validator"} <= set(libraries)
     assert not [name for name in libraries if name.split(".")[0] == "app"]
+
+
+def test_the_whole_suite_is_spread_over_workers_and_a_run_of_one_file_is_not():
+    assert app_commands.pytest_command(workers=4)[-4:] == [
+        "--numprocesses",
+        "4",
+        "--dist",
+        "loadfile",
+    ]
+    assert "--numprocesses" not in app_commands.pytest_command(workers=1)
+    assert "--numprocesses" not in app_commands.pytest_command("user")

@@ -1,4 +1,5 @@
-"""The tasks, run as a user runs them: the real `inv` in a subprocess, against real local servers.
+"""`inv test` and plain pytest, run as a user runs them: the real `inv` in a subprocess,
+against real local servers (the other tasks: tests/test_dev_tasks.py).
 
 They run in a copy of the project (tasks, app, env, migrations and a few sample tests),
 so the servers they start and stop are never the developer's own.
@@ -6,30 +7,23 @@ so the servers they start and stop are never the developer's own.
 
 import contextlib
 import functools
-import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psycopg2
 import pytest
 from project_copy import (
     TIMEOUT,
     check_the_warm_test_server_is_used_and_left_running,
     clean_environ,
-    dev_password,
-    fetch_when_up,
-    free_port,
     local_copy,
     run_inv,
     start_inv,
     wait_for_marker,
 )
 
-from steps import local, postgres
+from steps import local
 
 pytestmark = pytest.mark.e2e
 
@@ -77,12 +71,6 @@ def leaves_nothing_behind(project):
     assert stray_throwaway_servers(project) == []
 
 
-@pytest.fixture
-def dev_port(project):
-    """A free port for the copy's development server, so the developer's own is never touched."""
-    return str(free_port())
-
-
 # --------------------------------------------------------------------------- inv test
 
 
@@ -108,6 +96,13 @@ def test_arguments_after_the_dashes_keep_their_quoting(project, leaves_nothing_b
     result = inv(project, "test", "--", "-k", "passing or waiting", SAMPLE_FAIL="1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed, 1 deselected" in result.stdout
+
+
+def test_the_whole_suite_runs_over_workers_with_the_same_verdict(project, leaves_nothing_behind):
+    result = inv(project, "test", INVOKE_TEST_WORKERS="2", SAMPLE_FAIL="1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "2 workers [3 items]" in result.stdout
+    assert "1 failed, 2 passed" in result.stdout
 
 
 def test_two_runs_at_once_do_not_collide(project, leaves_nothing_behind):
@@ -169,143 +164,3 @@ def test_an_interrupted_plain_pytest_stops_its_server(project, tmp_path, signum)
 
 def test_a_warm_test_server_is_used_and_left_running(project, leaves_nothing_behind):
     check_the_warm_test_server_is_used_and_left_running(functools.partial(inv, project))
-
-
-# --------------------------------------------------------------------------- the development server
-
-
-def test_db_up_twice_is_harmless_and_down_twice_says_so(project, dev_port):
-    first = inv(project, "db.up", POSTGRES_PORT=dev_port)
-    second = inv(project, "db.up", POSTGRES_PORT=dev_port)
-    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
-    assert f"on 127.0.0.1:{dev_port} is running" in second.stderr
-    assert "stopped" in inv(project, "db.down").stderr
-    again = inv(project, "db.down")
-    assert again.returncode == 0
-    assert "not running: nothing to stop" in again.stderr
-
-
-def test_development_data_survives_a_restart(project, dev_port):
-    assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0
-    dsn = f"host=127.0.0.1 port={dev_port} user=postgres password={dev_password(project)} dbname=application"
-    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-        cursor.execute("INSERT INTO users (email) VALUES ('kept@example.com')")
-    connection.close()
-    assert inv(project, "db.down").returncode == 0
-    assert inv(project, "db.up", POSTGRES_PORT=dev_port).returncode == 0
-    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT email FROM users")
-        assert cursor.fetchall() == [("kept@example.com",)]
-    connection.close()
-    inv(project, "db.down")
-
-
-def test_inv_dev_serves_the_app_and_ctrl_c_keeps_the_database(project, dev_port):
-    web_port = free_port()
-    run = start_inv(project, "local", "dev", POSTGRES_PORT=dev_port, FLASK_RUN_PORT=str(web_port))
-    try:
-        body = fetch_when_up(f"http://127.0.0.1:{web_port}/", lambda: run.poll() is None)
-        assert body == b"Hello, World!"
-    finally:
-        run.send_signal(signal.SIGINT)
-        output = run.communicate(timeout=TIMEOUT)[0]
-    assert run.returncode in (0, 130), output
-    status = inv(project, "db.status")
-    assert f"running on 127.0.0.1:{dev_port}" in status.stdout
-    inv(project, "db.down")
-
-
-def test_db_migrate_writes_a_migration_for_a_model_change(project, dev_port):
-    models = project / "app" / "models.py"
-    original = models.read_text()
-    models.write_text(original + "\n    name = db.Column(db.String(80))\n")
-    try:
-        result = inv(project, "db.migrate", "-m", "add user name", POSTGRES_PORT=dev_port)
-        assert result.returncode == 0, result.stderr
-        path = project / result.stdout.strip().splitlines()[-1]
-        assert path.name.endswith("_add_user_name.py")
-        assert "add_column(sa.Column('name'" in path.read_text().replace('"', "'")
-        path.unlink()
-    finally:
-        models.write_text(original)
-        inv(project, "db.down")
-
-
-# --------------------------------------------------------------------------- bad input
-
-
-PRODUCTION = {
-    "APPLICATION_CONFIG": "production",
-    "SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e",
-    "POSTGRES_PASSWORD": "pw",
-}
-NO_ENGINE = "unix:///nonexistent/docker.sock"
-# One real `inv` run per kind of refusal; tests/test_steps.py checks each message in-process.
-BAD_INPUT = [
-    (["db.up"], {"APPLICATION_CONFIG": "staging"}, "unknown APPLICATION_CONFIG 'staging'"),
-    (["test"], {"APPLICATION_DB": "test; DROP"}, "is not a plain identifier"),
-    (["db.up"], {"PG_BIN": "/nonexistent"}, "PG_BIN=/nonexistent has no `postgres`"),
-    (["db.reset"], {}, "no terminal to ask on: pass --yes"),
-    (["flask", "--", "routes"], {**PRODUCTION, "FLASK_DEBUG": "1"}, "FLASK_DEBUG is on with the production config"),
-    (["db.up"], {"DB_SERVER": "compose", "PATH": "/nonexistent"}, "no Docker client (`docker`) found"),
-    (["db.up"], {"DB_SERVER": "compose", "DOCKER_HOST": NO_ENGINE}, "found no engine answering"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(("args", "env", "message"), BAD_INPUT)
-def test_bad_input_is_one_line_and_a_failure(project, args, env, message):
-    result = inv(project, *args, **env)
-    assert result.returncode == 1
-    assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert message in result.stderr
-
-
-def test_a_busy_port_is_refused_before_anything_starts(project):
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        port = str(squatter.getsockname()[1])
-        result = inv(project, "db.up", POSTGRES_PORT=port)
-    assert result.returncode == 1
-    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
-    assert "not running" in inv(project, "db.down").stderr
-
-
-def test_a_wrong_password_fails_at_once_not_at_the_deadline(project):
-    assert inv(project, "db.up", APPLICATION_CONFIG="testing").returncode == 0
-    try:
-        status = inv(project, "db.status", APPLICATION_CONFIG="testing").stdout
-        port = re.search(r"running on 127\.0\.0\.1:(\d+)", status).group(1)
-        started = time.monotonic()
-        result = inv(
-            project, "test", DB_SERVER="external", POSTGRES_PORT=port, POSTGRES_PASSWORD="wrong"
-        )
-        elapsed = time.monotonic() - started
-    finally:
-        inv(project, "db.down", APPLICATION_CONFIG="testing")
-    assert result.returncode == 1
-    assert "password authentication failed" in result.stderr
-    assert elapsed < postgres.READY_TIMEOUT / 2, "the wait retried a fatal error"
-
-
-def test_auto_uses_local_binaries_when_no_docker_engine_answers(project):
-    result = inv(project, "db.status", DB_SERVER="auto", DOCKER_HOST=NO_ENGINE)
-    assert result.returncode == 0, result.stderr
-    assert "local, chosen by DB_SERVER=auto: no Docker engine answered" in result.stdout
-
-
-def test_inv_serve_runs_gunicorn_and_stops_on_ctrl_c(project, dev_port):
-    web_port = str(free_port())
-    run = start_inv(
-        project, "local", "serve", POSTGRES_PORT=dev_port, WEB_PORT=web_port, WEB_CONCURRENCY="2"
-    )
-    try:
-        body = fetch_when_up(f"http://127.0.0.1:{web_port}/health", lambda: run.poll() is None)
-        assert body is not None and b'"database":"ok"' in body.replace(b" ", b"")
-    finally:
-        run.send_signal(signal.SIGINT)
-        output = run.communicate(timeout=TIMEOUT)[0]
-    assert run.returncode in (0, 130), output
-    assert "gunicorn" in output
-    assert postgres.port_is_free(int(web_port))
-    inv(project, "db.down")
