@@ -155,6 +155,24 @@ def dev_password(project: Path, env: str = "development") -> str:
     return Path(re.search(r"password in (\S+)", status).group(1)).read_text().strip()
 
 
+def module_copy(name: str):
+    """A module's `project` fixture: a copy of the project made once for the module, in a
+    folder named `name`, with local_copy's cleanup."""
+
+    @pytest.fixture(scope="module")
+    def project(tmp_path_factory):
+        """A copy of the project; its local servers stopped and their data removed after."""
+        with local_copy(tmp_path_factory.mktemp(name)) as root:
+            yield root
+
+    return project
+
+
+def local_inv(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """`inv ARGS` in the copy, with local servers."""
+    return run_inv(project, "local", *args, **env)
+
+
 @contextlib.contextmanager
 def local_copy(root: Path) -> Iterator[Path]:
     """A copy of the project in `root` for DB_SERVER=local tests; its servers stopped and the

@@ -8,9 +8,7 @@ so the servers they start and stop are never the developer's own.
 import re
 import signal
 import socket
-import subprocess
 import time
-from pathlib import Path
 
 import psycopg2
 import pytest
@@ -19,8 +17,8 @@ from project_copy import (
     dev_password,
     fetch_when_up,
     free_port,
-    local_copy,
-    run_inv,
+    local_inv,
+    module_copy,
     start_inv,
 )
 
@@ -29,15 +27,8 @@ from steps import postgres
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A copy of the project; its local servers stopped and their data removed after."""
-    with local_copy(tmp_path_factory.mktemp("project")) as root:
-        yield root
-
-
-def inv(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return run_inv(project, "local", *args, **env)
+project = module_copy("dev_tasks")
+inv = local_inv
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from project_copy import (
     dev_password,
     fetch_when_up,
     free_port,
-    local_copy,
-    run_inv,
+    local_inv,
+    module_copy,
     start_inv,
 )
 from werkzeug.debug import get_pin_and_cookie_name
@@ -35,15 +35,8 @@ as_root = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A copy of the project; its local servers stopped and their data removed after."""
-    with local_copy(tmp_path_factory.mktemp("hardening")) as root:
-        yield root
-
-
-def inv(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return run_inv(project, "local", *args, **env)
+project = module_copy("hardening")
+inv = local_inv
 
 
 def cluster_home(project: Path, env: str = "development") -> Path:

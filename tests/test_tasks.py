@@ -17,8 +17,8 @@ from project_copy import (
     TIMEOUT,
     check_the_warm_test_server_is_used_and_left_running,
     clean_environ,
-    local_copy,
-    run_inv,
+    local_inv,
+    module_copy,
     start_inv,
     wait_for_marker,
 )
@@ -28,15 +28,8 @@ from steps import local
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A copy of the project; its local servers stopped and their data removed after."""
-    with local_copy(tmp_path_factory.mktemp("project")) as root:
-        yield root
-
-
-def inv(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return run_inv(project, "local", *args, **env)
+project = module_copy("tasks")
+inv = local_inv
 
 
 def throwaway_clusters(project: Path) -> set[Path]:
