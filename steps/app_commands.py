@@ -19,6 +19,7 @@ from steps.commands import (
     signals_forwarded,
     signals_held,
     start_foreground,
+    to_child,
 )
 from steps.environment import Env
 from steps.postgres import LOOPBACK, port_is_free
@@ -73,12 +74,15 @@ def wait_for_http(url: str, process, timeout: float = 60) -> None:
     fail(f"{url} did not answer within {timeout:.0f} s")
 
 
+PYTEST = [sys.executable, "-m", "pytest"]
+
+
 def pytest_command(
     pattern: str | None = None, coverage: bool = True, workers: int = 0
 ) -> list[str]:
     """pytest on the suite, `-k pattern` if given, with coverage of app/ unless turned off,
     over `workers` processes if more than one (a module's tests stay in one)."""
-    args = [sys.executable, "-m", "pytest", "-p", "steps.pytest_early_imports"]
+    args = [*PYTEST, "-p", "steps.pytest_early_imports"]
     args += (
         ["--cov=app", "--cov-report=term-missing:skip-covered"]
         if coverage
@@ -100,7 +104,7 @@ def tests_against_database(env: Env, command: list[str], ready_timeout: float) -
             return pytest(command)
     ours, theirs = socket.socketpair()
     child: list[subprocess.Popen] = []
-    with signals_forwarded(child) as received, ours:
+    with signals_forwarded(to_child(child)) as received, ours:
         try:
             environ = {**os.environ, TEST_DATABASE_SOCKET: str(theirs.fileno())}
             child.append(start_foreground(command, pass_fds=[theirs.fileno()], env=environ))
@@ -126,7 +130,7 @@ def tests_against_database(env: Env, command: list[str], ready_timeout: float) -
 def pytest(command: list[str]) -> int:
     """A pytest_command run in a fork of the warm pytest when one serves it (no second of
     imports), else in a new interpreter; its exit code either way."""
-    code = warm_pytest.run_warm(command[3:], cwd=PROJECT)
+    code = warm_pytest.run_warm(command[len(PYTEST) :], cwd=PROJECT)
     return run(command) if code is None else code
 
 

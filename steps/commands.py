@@ -13,7 +13,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -69,23 +69,34 @@ def interrupt_came_from_terminal() -> bool:
 
 
 @contextlib.contextmanager
-def signals_forwarded(child: list[subprocess.Popen]) -> Iterator[list[int]]:
-    """While this block runs, SIGINT and SIGTERM sent to inv reach `child[0]` (once it is
-    there) once: a Ctrl-C typed at the terminal has reached it already. Yields the signals
-    received."""
+def signals_forwarded(
+    deliver: Callable[[int], None], signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+) -> Iterator[list[int]]:
+    """While this block runs, `signums` sent to inv go to `deliver` instead of stopping inv.
+    Yields the signals received."""
     received: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
         received.append(signum)
-        if child and not (signum == signal.SIGINT and interrupt_came_from_terminal()):
-            child[0].send_signal(signum)
+        deliver(signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, forward) for s in signums}
     try:
         yield received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def to_child(child: list[subprocess.Popen]) -> Callable[[int], None]:
+    """Delivery to `child[0]` (once it is there), once: a Ctrl-C typed at the terminal has
+    reached it already."""
+
+    def deliver(signum: int) -> None:
+        if child and not (signum == signal.SIGINT and interrupt_came_from_terminal()):
+            child[0].send_signal(signum)
+
+    return deliver
 
 
 def start_foreground(args: list[str], **options) -> subprocess.Popen:
@@ -109,7 +120,7 @@ def run(args: list[str], stdin: str | None = None) -> int:
     was sent SIGTERM.
     """
     child: list[subprocess.Popen] = []
-    with signals_forwarded(child) as received:
+    with signals_forwarded(to_child(child)) as received:
         child.append(start_foreground(args, stdin=subprocess.PIPE if stdin else None))
         if stdin:
             child[0].communicate(stdin.encode())

@@ -42,21 +42,21 @@ READY_TIMEOUT = 30.0
 HANDSHAKE_TIMEOUT = 30.0
 
 
-def folder(create: bool = False) -> Path | None:
-    """The warm pytest's folder (state_root()/warm-pytest), or None when it is missing or not
-    ours alone: a 0700 directory of our uid, not a symlink."""
-    from steps.local_files import ensure_dir, state_root
+def folder_path() -> Path:
+    """Where the warm pytest lives: beside the test server's state."""
+    from steps.local_files import state_root
 
-    path = state_root() / "warm-pytest"
-    if create:
-        ensure_dir(path.parent)
-        with contextlib.suppress(FileExistsError):
-            path.mkdir(mode=0o700)
-    descriptor = open_folder(path)
+    return state_root() / "warm-pytest"
+
+
+def folder() -> Path | None:
+    """The warm pytest's folder, or None when it is missing or not ours alone: a 0700
+    directory of our uid, not a symlink."""
+    descriptor = open_folder(folder_path())
     if descriptor is None:
         return None
     os.close(descriptor)
-    return path
+    return folder_path()
 
 
 def open_folder(path: Path) -> int | None:
@@ -125,9 +125,7 @@ def connect() -> socket.socket | None:
 
 def log() -> Path:
     """Where the warm pytest writes what it has to say (why it did not start, say)."""
-    from steps.local_files import state_root
-
-    return state_root() / "warm-pytest" / LOG
+    return folder_path() / LOG
 
 
 def running() -> bool:
@@ -145,8 +143,13 @@ def start(wait: bool = True) -> bool:
     takes a second or two). False when it could not start (the log says why)."""
     if running():
         return True
-    where = folder(create=True)
-    descriptor = open_folder(where) if where else None
+    from steps.local_files import ensure_dir
+
+    where = folder_path()
+    ensure_dir(where.parent)
+    with contextlib.suppress(FileExistsError):
+        where.mkdir(mode=0o700)
+    descriptor = open_folder(where)
     if descriptor is None:
         return False
     try:
@@ -228,7 +231,7 @@ def run_warm(args: list[str], cwd: Path) -> int | None:
                 say(f"the warm pytest cannot serve this run ({answer['aside']})")
             return None
         say(f"pytest runs in a fork of the warm pytest (pid {answer['pid']})")
-        return exit_code(connection, buffer, answer["pid"])
+        return wait_for_exit_code(connection, buffer, answer["pid"])
 
 
 def send_request(connection: socket.socket, request: dict, descriptors: list[int] = ()) -> None:
@@ -246,14 +249,11 @@ def current_umask() -> int:
     return mask
 
 
-def exit_code(connection: socket.socket, buffer: bytearray, pid: int) -> int:
+def wait_for_exit_code(connection: socket.socket, buffer: bytearray, pid: int) -> int:
     """Wait for the fork's exit code, forwarding signals to it meanwhile."""
     from steps import commands
 
-    received: list[int] = []
-
-    def forward(signum: int, frame: object) -> None:
-        received.append(signum)
+    def deliver(signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             if signum == signal.SIGINT and commands.interrupt_came_from_terminal():
                 os.killpg(pid, signum)  # as the terminal would: the run has its own group
@@ -261,14 +261,11 @@ def exit_code(connection: socket.socket, buffer: bytearray, pid: int) -> int:
                 os.kill(pid, signum)
 
     forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {s: signal.signal(s, forward) for s in forwarded}
-    try:
-        answer = receive(connection, buffer)
-    except (OSError, ValueError):
-        answer = None
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    with commands.signals_forwarded(deliver, forwarded) as received:
+        try:
+            answer = receive(connection, buffer)
+        except (OSError, ValueError):
+            answer = None
     if answer is None:
         commands.say("the warm pytest ended this run without an exit code")
     return commands.exit_code(answer["exit"] if answer else 1, received)

@@ -70,14 +70,12 @@ def learned_names(folder: int) -> list[str]:
     with contextlib.suppress(OSError):
         descriptor = os.open(MODULES, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder)
         with open(descriptor) as file:
-            names = file.read().split()
-        parts = [name.split(".") for name in names]
-        return [n for n, p in zip(names, parts, strict=True) if valid_module_name(p)]
+            return [name for name in file.read().split() if valid_module_name(name)]
     return []
 
 
-def valid_module_name(parts: list[str]) -> bool:
-    return all(part.isidentifier() and part != "__main__" for part in parts)
+def valid_module_name(name: str) -> bool:
+    return all(part.isidentifier() and part != "__main__" for part in name.split("."))
 
 
 def pytest_plugin_packages() -> set[str]:
@@ -278,9 +276,8 @@ class WarmPytest:
 
     def remember(self, new: set[str]) -> None:
         """The libraries this run imported join the preload of the next warm pytest."""
-        names = {n for n in new if module_file(sys.modules.get(n)) and "__main__" not in n}
-        names = {n for n in names if not project_file(module_file(sys.modules[n]))}
-        names = set(self.preloadable(names))
+        files = {name: module_file(sys.modules.get(name)) for name in new}
+        names = {n for n in self.preloadable(new) if files[n] and not project_file(files[n])}
         if not names:
             return
         known = set(learned_names(self.folder))
@@ -293,7 +290,8 @@ class WarmPytest:
         os.replace(scratch, MODULES, src_dir_fd=self.folder, dst_dir_fd=self.folder)
 
     def preloadable(self, names) -> list[str]:
-        return [n for n in names if n.split(".")[0] not in self.plugins]
+        """Module names fit to preload: no pytest plugin, no `__main__`."""
+        return [n for n in names if valid_module_name(n) and n.split(".")[0] not in self.plugins]
 
     def finished(self, pid: int) -> None:
         connection, pidfd = self.runs.pop(pid)

@@ -51,7 +51,10 @@ INV = inv_socket()
 
 
 def wait_for_inv() -> None:
-    """`inv test` started pytest while its server starts: wait for the database's variables."""
+    """When `inv test` started pytest while its server starts: wait for the database's
+    variables (once: then they are in the environment)."""
+    if INV is None or os.environ.get(PREPARED):
+        return
     message = b""
     while not message.endswith(b"\n"):
         chunk = INV.recv(65536)
@@ -64,8 +67,7 @@ def wait_for_inv() -> None:
 def pytest_configure(config):
     """pytest-xdist's workers start with this process's environment: under `inv test`'s
     overlap, the database's variables must be in it first."""
-    controller = config.getoption("numprocesses", None) and not hasattr(config, "workerinput")
-    if INV is not None and controller and not os.environ.get(PREPARED):
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
         wait_for_inv()
 
 
@@ -84,8 +86,7 @@ def pytest_runtestloop(session):
 @pytest.fixture(scope="session")
 def test_database():
     """(host, port) of the test database: `inv test`'s, or one started for this session."""
-    if INV is not None and not os.environ.get(PREPARED):
-        wait_for_inv()
+    wait_for_inv()
     if os.environ.get(PREPARED):
         host, port = os.environ[PREPARED].rsplit(":", 1)
         yield host, int(port)
