@@ -88,7 +88,9 @@ def pytest_command(
         if coverage
         else ["-p", "no:pytest_cov"]
     )
-    args += ["--numprocesses", str(workers), "--dist", "loadfile"] if workers > 1 else []
+    if workers > 1:
+        args += ["-p", "steps.pytest_longest_first", "--numprocesses", str(workers)]
+        args += ["--dist", "loadfile"]
     return args + (["-k", pattern] if pattern else [])
 
 

@@ -212,6 +212,16 @@ def remove_abandoned_clusters(account: struct_passwd | None) -> None:
             shutil.rmtree(home, ignore_errors=True)
 
 
+def cluster_home(env_name: str, project: Path = PROJECT) -> Path:
+    """The folder of the environment's persistent cluster (its data, log and owner)."""
+    return state_root(project) / env_name
+
+
+def password_file(env_name: str, project: Path = PROJECT) -> Path:
+    """Where the superuser's password of the environment's cluster is kept (0600)."""
+    return state_root(project) / f"{env_name}.password"
+
+
 class LocalServers(Servers):
     """PostgreSQL binaries run directly: a cluster per environment, throwaway ones on tmpfs.
 
@@ -224,11 +234,11 @@ class LocalServers(Servers):
 
     @property
     def cluster(self) -> LocalCluster:
-        return LocalCluster(state_root() / self.env.name)
+        return LocalCluster(cluster_home(self.env.name))
 
     @property
     def password_file(self) -> Path:
-        return state_root() / f"{self.env.name}.password"
+        return password_file(self.env.name)
 
     def use_password(self, password: str) -> None:
         self.env.vars["POSTGRES_PASSWORD"] = password

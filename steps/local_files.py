@@ -99,17 +99,18 @@ def as_account(account: struct_passwd | None) -> dict:
     return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
 
-def project_key() -> str:
-    digest = hashlib.sha256(str(PROJECT).encode()).hexdigest()[:8]
-    return f"{PROJECT.name}-{digest}"
+def project_key(project: Path = PROJECT) -> str:
+    digest = hashlib.sha256(str(project).encode()).hexdigest()[:8]
+    return f"{project.name}-{digest}"
 
 
-def state_root() -> Path:
+def state_root(project: Path = PROJECT) -> Path:
     """Where persistent clusters live: the project's .postgres/, or, as root, a folder outside
-    any home (the server's user cannot enter a 0700 home, and we loosen no permission)."""
+    any home (the server's user cannot enter a 0700 home, and we loosen no permission).
+    `project`: another clone's (the tests' copies)."""
     if os.geteuid() == 0:
-        return Path("/var/lib/pglocal") / project_key()
-    return PROJECT / ".postgres"
+        return Path("/var/lib/pglocal") / project_key(project)
+    return project / ".postgres"
 
 
 def cache_root() -> Path:

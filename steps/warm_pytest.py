@@ -42,11 +42,11 @@ READY_TIMEOUT = 30.0
 HANDSHAKE_TIMEOUT = 30.0
 
 
-def folder_path() -> Path:
+def folder_path(project: Path = PROJECT) -> Path:
     """Where the warm pytest lives: beside the test server's state."""
     from steps.local_files import state_root
 
-    return state_root() / "warm-pytest"
+    return state_root(project) / "warm-pytest"
 
 
 def folder() -> Path | None:

@@ -5,7 +5,6 @@ The servers such tests start and stop are the copy's own, never the developer's.
 
 import contextlib
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from steps import compose, environment
+from steps import compose, environment, local, warm_pytest
 
 PROJECT = Path(__file__).resolve().parent.parent
 INV = [sys.executable, "-m", "invoke"]
@@ -150,9 +149,9 @@ def skip_module_without_docker_engine() -> None:
 
 
 def dev_password(project: Path, env: str = "development") -> str:
-    """The random superuser password of the copy's local `env` cluster (`db.status` says where)."""
-    status = run_inv(project, "local", "db.status", APPLICATION_CONFIG=env).stdout
-    return Path(re.search(r"password in (\S+)", status).group(1)).read_text().strip()
+    """The random superuser password of the copy's local `env` cluster (read where the steps
+    keep it: `db.status` names the file, tests/test_dev_tasks.py checks that)."""
+    return local.password_file(env, project).read_text().strip()
 
 
 def module_copy(name: str):
@@ -182,9 +181,14 @@ def local_copy(root: Path) -> Iterator[Path]:
         yield root
     finally:
         for env in ("development", "testing"):
-            run_inv(root, "local", "db.down", APPLICATION_CONFIG=env)
-        state = subprocess.run(
-            [sys.executable, "-c", "from steps.local import state_root; print(state_root())"],
-            cwd=root, capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        shutil.rmtree(state, ignore_errors=True)
+            if may_be_running(root, env):
+                run_inv(root, "local", "db.down", APPLICATION_CONFIG=env)
+        shutil.rmtree(local.state_root(root), ignore_errors=True)
+
+
+def may_be_running(root: Path, env: str) -> bool:
+    """Whether the copy's `env` cluster, or its warm pytest, left what a running one keeps (a
+    `db.down` costs a new interpreter: most tests leave nothing to stop)."""
+    if (local.cluster_home(env, root) / "data" / "postmaster.pid").exists():
+        return True
+    return env == "testing" and (warm_pytest.folder_path(root) / warm_pytest.SOCKET).exists()

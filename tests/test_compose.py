@@ -7,6 +7,7 @@ because .ci/run provisions an engine.
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -29,7 +30,7 @@ from project_copy import (
 )
 from swarm_engine import dangling_images, remove_images
 
-from steps import compose
+from steps import compose, local
 
 skip_module_without_docker_engine()
 
@@ -39,11 +40,13 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A copy of the project; every container, network and volume of its projects removed after."""
+    """A copy of the project; every container, network and volume of its projects removed
+    after, and its local state (the warm pytest's folder, which the Compose path uses too)."""
     root = make_copy(tmp_path_factory.mktemp(f"compose{os.getpid()}-"))
     yield root
     for label in project_labels(compose_prefix(root)):
         remove_everything_of(label)
+    shutil.rmtree(local.state_root(root), ignore_errors=True)
 
 
 def compose_prefix(root) -> str:

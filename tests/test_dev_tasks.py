@@ -22,7 +22,7 @@ from project_copy import (
     start_inv,
 )
 
-from steps import postgres
+from steps import local, postgres
 
 pytestmark = pytest.mark.e2e
 
@@ -78,6 +78,7 @@ def test_inv_dev_serves_the_app_and_ctrl_c_keeps_the_database(project, dev_port)
     assert run.returncode in (0, 130), output
     status = inv(project, "db.status")
     assert f"running on 127.0.0.1:{dev_port}" in status.stdout
+    assert f"password in {local.password_file('development', project)}" in status.stdout
     inv(project, "db.down")
 
 

@@ -40,8 +40,7 @@ inv = local_inv
 
 
 def cluster_home(project: Path, env: str = "development") -> Path:
-    status = inv(project, "db.status", APPLICATION_CONFIG=env).stdout
-    return Path(re.search(r"data (\S+)/data;", status).group(1))
+    return local.cluster_home(env, project)
 
 
 @pytest.fixture
@@ -82,14 +81,13 @@ def test_a_stale_postmaster_pid_naming_another_process_is_neither_signalled_nor_
 def test_a_killed_development_server_is_restarted_with_its_data(project):
     port = str(free_port())
     web_port = str(free_port())
-    assert inv(project, "db.init", POSTGRES_PORT=port).returncode == 0
-    dsn = f"host=127.0.0.1 port={port} user=postgres password={dev_password(project)} dbname=application"
-    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-        cursor.execute("INSERT INTO users (email) VALUES ('survivor@example.com')")
-    connection.close()
     run = start_inv(project, "local", "dev", POSTGRES_PORT=port, FLASK_RUN_PORT=web_port)
     try:
         assert fetch_when_up(f"http://127.0.0.1:{web_port}/", lambda: run.poll() is None)
+        dsn = f"host=127.0.0.1 port={port} user=postgres password={dev_password(project)} dbname=application"
+        with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+            cursor.execute("INSERT INTO users (email) VALUES ('survivor@example.com')")
+        connection.close()
         pid = int((cluster_home(project) / "data" / "postmaster.pid").read_text().split()[0])
         os.kill(pid, signal.SIGKILL)  # it stays a zombie of `inv dev`, which never waits for it
         up = inv(project, "db.up", POSTGRES_PORT=port)
@@ -105,31 +103,26 @@ def test_a_killed_development_server_is_restarted_with_its_data(project):
         inv(project, "db.down")
 
 
-def test_the_debugger_pin_is_random_and_not_the_one_anyone_can_derive(project, monkeypatch):
+def test_the_debugger_pin_is_not_the_one_anyone_can_derive(project, monkeypatch):
     """Werkzeug's default PIN comes from the user name, the Flask module's path, the MAC
-    address and the machine id: what any local user can compute, as this test does."""
+    address and the machine id: what any local user can compute, as this test does. (That
+    each run draws another: tests/test_steps.py, on the function `inv dev` draws it with.)"""
     monkeypatch.delenv("WERKZEUG_DEBUG_PIN", raising=False)
     flask_app = type("Flask", (), {"__module__": "flask.app"})()  # as `flask run` names its app
     derivable = get_pin_and_cookie_name(flask_app)[0]
-    shown = []
-    for _ in range(2):
-        web_port = str(free_port())
-        run = start_inv(
-            project, "local", "dev", POSTGRES_PORT=str(free_port()), FLASK_RUN_PORT=web_port
-        )
-        try:
-            assert fetch_when_up(
-                f"http://127.0.0.1:{web_port}/", lambda run=run: run.poll() is None
-            )
-        finally:
-            run.send_signal(signal.SIGINT)
-            output = run.communicate(timeout=TIMEOUT)[0]
-            inv(project, "db.down")
-        ours = re.search(r"the debugger's PIN for this run: (\S+)", output).group(1)
-        assert f"Debugger PIN: {ours}" in output  # Werkzeug's own line: the PIN it checks
-        shown.append(ours)
-    assert shown[0] != shown[1]
-    assert derivable not in shown
+    web_port = str(free_port())
+    run = start_inv(
+        project, "local", "dev", POSTGRES_PORT=str(free_port()), FLASK_RUN_PORT=web_port
+    )
+    try:
+        assert fetch_when_up(f"http://127.0.0.1:{web_port}/", lambda: run.poll() is None)
+    finally:
+        run.send_signal(signal.SIGINT)
+        output = run.communicate(timeout=TIMEOUT)[0]
+        inv(project, "db.down")
+    shown = re.search(r"the debugger's PIN for this run: (\S+)", output).group(1)
+    assert f"Debugger PIN: {shown}" in output  # Werkzeug's own line: the PIN it checks
+    assert shown != derivable
 
 
 @as_root
