@@ -1,5 +1,6 @@
 """Configuration classes, filled from the environment when `create_app` runs."""
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -101,6 +102,23 @@ def weak_secret_key(key: str) -> str | None:
     return None
 
 
+def seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """The variable `name` as a number of seconds (`default` when unset or empty)."""
+    value = environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0 < number < math.inf:
+        raise ConfigError(
+            f"{name}={value!r} is not a number of seconds: set a positive number "
+            f"(the default is {default:g}) or unset it"
+        )
+    return number
+
+
 def debug_requested(environ: Mapping[str, str]) -> bool:
     """FLASK_DEBUG as Flask reads it (`flask --debug` sets it too)."""
     return environ.get("FLASK_DEBUG", "").lower() not in ("", "0", "false", "no")
@@ -113,17 +131,12 @@ class Config:
     TESTING = False
     # A request body larger than this is refused with 413 before it is read.
     MAX_CONTENT_LENGTH = 16 * 1024
+    # Seconds; the environment's variables of the same names override them.
     # /health answers 503 when the database has not answered `SELECT 1` by then.
     HEALTH_TIMEOUT = 1.5
-    # A request waits at most this long for each answer of the database, then gets a 503.
+    # A request waits at most this long in all for the database's answers, then gets a 503.
     DATABASE_TIMEOUT = 5.0
-    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {
-        "pool_pre_ping": True,
-        # A server that does not answer fails requests in seconds (503), not minutes.
-        "connect_args": {"connect_timeout": 5},
-        # Every connection busy: a request waits this long for one, then gets a 503.
-        "pool_timeout": 5,
-    }
+    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {"pool_pre_ping": True}
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> dict:
@@ -131,6 +144,16 @@ class Config:
         settings = {name: getattr(cls, name) for name in dir(cls) if name.isupper()}
         settings["SECRET_KEY"] = cls.secret_key(environ)
         settings["SQLALCHEMY_DATABASE_URI"] = database_url(environ)
+        for name in ("HEALTH_TIMEOUT", "DATABASE_TIMEOUT"):
+            settings[name] = seconds(environ, name, settings[name])
+        settings["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            **cls.SQLALCHEMY_ENGINE_OPTIONS,
+            # Every connection busy: a request waits DATABASE_TIMEOUT for one, then gets a 503.
+            "pool_timeout": settings["DATABASE_TIMEOUT"],
+            # libpq's own limit, in whole seconds, 2 at least (the request's deadline, which
+            # app/extensions.py enforces, is the one that counts).
+            "connect_args": {"connect_timeout": max(2, math.ceil(settings["DATABASE_TIMEOUT"]))},
+        }
         return settings
 
     @staticmethod

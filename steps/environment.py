@@ -122,12 +122,13 @@ def check_variables(name: str, values: Mapping[str, str]) -> None:
 
 def check_app_config(values: Mapping[str, str]) -> None:
     """Ask the app's own config whether it will start: production's checks (SECRET_KEY,
-    FLASK_DEBUG), and DATABASE_URL's form when it is set.
+    FLASK_DEBUG), and the form of DATABASE_URL and of the deadlines when they are set.
 
     Only then: importing the app costs most of a second, and otherwise the app checks
     nothing the variables check above has not.
     """
-    if values["FLASK_CONFIG"] != "production" and not values.get("DATABASE_URL"):
+    app_reads = ("DATABASE_URL", "DATABASE_TIMEOUT", "HEALTH_TIMEOUT")
+    if values["FLASK_CONFIG"] != "production" and not any(values.get(v) for v in app_reads):
         return
     from app.config import ConfigError, load_config
 

@@ -111,3 +111,21 @@ def test_production_takes_a_real_secret():
 def test_development_is_debug_and_testing_is_testing():
     assert load_config("development", DATABASE)["DEBUG"] is True
     assert load_config("testing", DATABASE)["TESTING"] is True
+
+
+def test_the_deadlines_come_from_the_environment_in_seconds():
+    environ = {**DATABASE, "DATABASE_TIMEOUT": "2", "HEALTH_TIMEOUT": " 0.5 "}
+    settings = load_config("testing", environ)
+    assert (settings["DATABASE_TIMEOUT"], settings["HEALTH_TIMEOUT"]) == (2.0, 0.5)
+    # Waiting for a pooled connection, or for a new one, is bounded by it too.
+    engine = settings["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert (engine["pool_timeout"], engine["connect_args"]["connect_timeout"]) == (2.0, 2)
+    assert load_config("testing", {**DATABASE, "DATABASE_TIMEOUT": ""})["DATABASE_TIMEOUT"] == 5.0
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf"])
+def test_a_deadline_that_is_not_a_positive_number_is_named(value):
+    with pytest.raises(ConfigError, match=f"DATABASE_TIMEOUT='{value}' is not a number of seconds"):
+        load_config(
+            "production", {**DATABASE, "SECRET_KEY": REAL_SECRET, "DATABASE_TIMEOUT": value}
+        )

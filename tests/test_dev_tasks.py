@@ -21,6 +21,7 @@ from project_copy import (
     module_copy,
     start_inv,
 )
+from werkzeug.debug import get_pin_and_cookie_name
 
 from steps import local, postgres
 
@@ -66,7 +67,13 @@ def test_development_data_survives_a_restart(project, dev_port):
     inv(project, "db.down")
 
 
-def test_inv_dev_serves_the_app_and_ctrl_c_keeps_the_database(project, dev_port):
+def test_inv_dev_serves_the_app_and_ctrl_c_keeps_the_database(project, dev_port, monkeypatch):
+    """And its debugger's PIN is not Werkzeug's default, which comes from the user name, the
+    Flask module's path, the MAC address and the machine id: what any local user can
+    compute, as this test does (that each run draws another: tests/test_steps.py)."""
+    monkeypatch.delenv("WERKZEUG_DEBUG_PIN", raising=False)
+    flask_app = type("Flask", (), {"__module__": "flask.app"})()  # as `flask run` names its app
+    derivable = get_pin_and_cookie_name(flask_app)[0]
     web_port = free_port()
     run = start_inv(project, "local", "dev", POSTGRES_PORT=dev_port, FLASK_RUN_PORT=str(web_port))
     try:
@@ -76,6 +83,9 @@ def test_inv_dev_serves_the_app_and_ctrl_c_keeps_the_database(project, dev_port)
         run.send_signal(signal.SIGINT)
         output = run.communicate(timeout=TIMEOUT)[0]
     assert run.returncode in (0, 130), output
+    shown = re.search(r"the debugger's PIN for this run: (\S+)", output).group(1)
+    assert f"Debugger PIN: {shown}" in output  # Werkzeug's own line: the PIN it checks
+    assert shown != derivable
     status = inv(project, "db.status")
     assert f"running on 127.0.0.1:{dev_port}" in status.stdout
     assert f"password in {local.password_file('development', project)}" in status.stdout

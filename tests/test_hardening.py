@@ -25,7 +25,6 @@ from project_copy import (
     module_copy,
     start_inv,
 )
-from werkzeug.debug import get_pin_and_cookie_name
 
 from steps import local
 
@@ -101,28 +100,6 @@ def test_a_killed_development_server_is_restarted_with_its_data(project):
         run.send_signal(signal.SIGINT)
         run.communicate(timeout=TIMEOUT)
         inv(project, "db.down")
-
-
-def test_the_debugger_pin_is_not_the_one_anyone_can_derive(project, monkeypatch):
-    """Werkzeug's default PIN comes from the user name, the Flask module's path, the MAC
-    address and the machine id: what any local user can compute, as this test does. (That
-    each run draws another: tests/test_steps.py, on the function `inv dev` draws it with.)"""
-    monkeypatch.delenv("WERKZEUG_DEBUG_PIN", raising=False)
-    flask_app = type("Flask", (), {"__module__": "flask.app"})()  # as `flask run` names its app
-    derivable = get_pin_and_cookie_name(flask_app)[0]
-    web_port = str(free_port())
-    run = start_inv(
-        project, "local", "dev", POSTGRES_PORT=str(free_port()), FLASK_RUN_PORT=web_port
-    )
-    try:
-        assert fetch_when_up(f"http://127.0.0.1:{web_port}/", lambda: run.poll() is None)
-    finally:
-        run.send_signal(signal.SIGINT)
-        output = run.communicate(timeout=TIMEOUT)[0]
-        inv(project, "db.down")
-    shown = re.search(r"the debugger's PIN for this run: (\S+)", output).group(1)
-    assert f"Debugger PIN: {shown}" in output  # Werkzeug's own line: the PIN it checks
-    assert shown != derivable
 
 
 @as_root

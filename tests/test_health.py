@@ -50,7 +50,9 @@ def own_server():
 
 @pytest.fixture
 def app_on_own_server(own_server, monkeypatch):
-    """An app whose database is `own_server`, built once for the whole test."""
+    """An app whose database is `own_server`, built once for the whole test; its deadline
+    for the database 2 s instead of 5 (DATABASE_TIMEOUT: each frozen wait is that long)."""
+    monkeypatch.setenv("DATABASE_TIMEOUT", "2")
     monkeypatch.setenv("POSTGRES_PORT", str(own_server.port))
     monkeypatch.setenv("POSTGRES_PASSWORD", own_server.env["POSTGRES_PASSWORD"])
     monkeypatch.setenv("APPLICATION_DB", os.environ["POSTGRES_DB"])

@@ -59,6 +59,8 @@ BAD_ENVIRONMENTS = [
     ("production", {**PRODUCTION, "SECRET_KEY": "development-only-not-secret"}, "SECRET_KEY is one committed in env/"),
     ("production", {**PRODUCTION, "FLASK_DEBUG": "1"}, "FLASK_DEBUG is on with the production config"),
     ("development", {"DATABASE_URL": "mysql://u:p@db.example/app"}, "DATABASE_URL is not a PostgreSQL URL"),
+    ("development", {"DATABASE_TIMEOUT": "soon"}, "DATABASE_TIMEOUT='soon' is not a number of seconds"),
+    ("testing", {"HEALTH_TIMEOUT": "0"}, "HEALTH_TIMEOUT='0' is not a number of seconds"),
     ("development", {"FLASK_CONFIG": "develop"}, "unknown FLASK_CONFIG 'develop': choose one of development, testing, production"),
     ("development", {"FLASK_RUN_PORT": "abc"}, "FLASK_RUN_PORT='abc' is not a port number"),
     ("development", {"WEB_PORT": "70000"}, "WEB_PORT='70000' is not a port number"),

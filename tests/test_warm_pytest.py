@@ -6,7 +6,6 @@ In a copy of the project, against real local servers; a library of the copy's ow
 outside it (on PYTHONPATH), so that a test can change a preloaded library file.
 """
 
-import functools
 import os
 import signal
 import subprocess
@@ -96,14 +95,9 @@ def processes_in(project: Path) -> dict[int, list[str]]:
     return found
 
 
-@functools.cache
 def warm_folder(project: Path) -> Path:
-    """The copy's warm pytest folder, as the copy's steps compute it."""
-    where = subprocess.run(
-        [sys.executable, "-c", "from steps import warm_pytest; print(warm_pytest.log().parent)"],
-        cwd=project, capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    return Path(where)
+    """The copy's warm pytest folder, as the steps compute it for that copy."""
+    return warm_pytest.folder_path(project)
 
 
 def warm_pytest_processes(project: Path) -> dict[int, list[str]]:
@@ -161,8 +155,8 @@ def test_runs_are_forks_with_pytest_s_exit_codes(warm):
     usage = inv(warm, "test", "--", "--no-such-option")
     assert usage.returncode == 4, usage.stdout + usage.stderr
     assert "unrecognized arguments: --no-such-option" in usage.stderr
-    assert "running on" in inv(warm, "db.status").stdout
-    assert "warm pytest: running" in inv(warm, "db.status").stdout
+    status = inv(warm, "db.status").stdout
+    assert "running on" in status and "warm pytest: running" in status, status
 
 
 def test_an_edit_to_the_project_shows_in_the_next_run(warm):
@@ -262,34 +256,32 @@ def test_a_cold_run_whose_server_fails_stops_the_pytest_it_started(tmp_path):
         assert processes_in(project) == {}, "the pytest started beside the server was left"
 
 
-def test_the_libraries_imported_early_change_no_coverage_figure(warm):
-    """`inv test` loads steps.pytest_early_imports before coverage starts: app/'s own lines
-    are measured as they were without it."""
-    library = str(warm.parent / "library")
-    reports = []
-    for early in ([], ["-p", "steps.pytest_early_imports"]):
-        run = subprocess.run(
-            [sys.executable, "-m", "pytest", *early, "--cov=app", "--cov-report=term-missing"],
-            cwd=warm, env=clean_environ("local", PYTEST_ADDOPTS="-p no:cacheprovider", PYTHONPATH=library),
-            capture_output=True, text=True, timeout=TIMEOUT,
-        )  # fmt: skip
-        assert run.returncode == 0, run.stdout + run.stderr
-        reports.append([line for line in run.stdout.splitlines() if line.startswith("app/")])
-    assert len(reports[0]) > 5
-    assert reports[0] == reports[1]
-
-
-def test_a_fork_measures_the_same_coverage_as_an_ordinary_run(warm):
-    """The preloaded libraries change nothing the app does (it once asked whether
-    flask_migrate was imported, and the warm pytest had it imported)."""
+def test_neither_the_early_imports_nor_a_fork_change_a_coverage_figure(warm):
+    """`inv test` loads steps.pytest_early_imports before coverage starts, and its fork has
+    the libraries preloaded: app/'s own lines are measured as a plain pytest, with neither,
+    measures them. (The app once asked whether flask_migrate was imported, and the warm
+    pytest had it imported.)"""
     with_coverage = {"PYTEST_ADDOPTS": "-p no:cacheprovider"}
-    reports = []
-    for run_env in ({}, {}, {"PYTHONHASHSEED": "123"}):  # learn; a fork; the ordinary way
+    tables, said = [], []
+    # The first run teaches the warm pytest what to preload (and may migrate the database:
+    # its figures are not compared); then a fork, and the ordinary way.
+    for run_env in ({}, {}, {"PYTHONHASHSEED": "123"}):
         run = inv(warm, "test", "--", "--cov-report=term-missing", **with_coverage, **run_env)
         assert run.returncode == 0, run.stdout + run.stderr
-        lines = [line for line in run.stdout.splitlines() if line.startswith("app/")]
-        reports.append((lines, run.stderr))
-    (_, _), (forked, forked_says), (ordinary, ordinary_says) = reports
-    assert IN_A_FORK in forked_says and IN_A_FORK not in ordinary_says
-    assert len(forked) > 5
-    assert forked == ordinary
+        tables.append(app_lines(run.stdout))
+        said.append(run.stderr)
+    plain = subprocess.run(
+        [sys.executable, "-m", "pytest", "--cov=app", "--cov-report=term-missing"], cwd=warm,
+        env=clean_environ("local", **with_coverage, PYTHONPATH=str(warm.parent / "library")),
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    tables.append(app_lines(plain.stdout))
+    assert IN_A_FORK in said[1] and IN_A_FORK not in said[2]
+    assert len(tables[0]) > 5
+    assert tables[1] == tables[2] == tables[3]  # a fork, the ordinary way, no early imports
+
+
+def app_lines(report: str) -> list[str]:
+    """The coverage table's lines for app/ (the rest of the output differs by run)."""
+    return [line for line in report.splitlines() if line.startswith("app/")]
