@@ -10,6 +10,7 @@ app_commands the app's commands: flask, migrations, gunicorn, pytest
 warm_pytest  a preloaded pytest that `inv test` forks, beside the warm test server (client)
 warm_pytest_server  that pytest: preload, accept, fork, exit codes back
 pytest_early_imports  a pytest plugin of `inv test`: the app's libraries, imported before coverage
+pytest_longest_first  a pytest plugin of `inv test` over processes: the longest modules start first
 swarm        the production stack on Docker Swarm
 """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import os
 import re
 
 import pytest
@@ -31,9 +32,17 @@ def app_libraries() -> list[str]:
     return sorted(name for name in names if name.split(".")[0] != "app")
 
 
+def spreads_tests_over_workers(early_config) -> bool:
+    """pytest-xdist's controller, which runs no test: its workers import what they need."""
+    workers = getattr(early_config.known_args_namespace, "numprocesses", None)
+    return bool(workers) and "PYTEST_XDIST_WORKER" not in os.environ
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     """Before pytest-cov's own (tryfirst) implementation, which starts coverage."""
+    if spreads_tests_over_workers(early_config):
+        return (yield)
     gc.disable()
     try:
         for name in app_libraries():

@@ -14,7 +14,6 @@ import signal
 import socket
 
 import pytest
-from sqlalchemy import text
 
 # The modules imported while collecting and building the app live as long as the run: the
 # collector need not walk them (on import, and at each later collection, such as pytest's at
@@ -167,6 +166,8 @@ def migrations_digest() -> str:
 
 
 def schema_mark(connection) -> str | None:
+    from sqlalchemy import text  # imported here: pytest-xdist's controller runs no test
+
     version = connection.execute(text("SELECT to_regclass('alembic_version')")).scalar()
     if version is None:
         return None
@@ -175,6 +176,8 @@ def schema_mark(connection) -> str | None:
 
 
 def at_head(connection) -> bool:
+    from sqlalchemy import text
+
     comment = connection.execute(
         text(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()"
@@ -186,6 +189,7 @@ def at_head(connection) -> bool:
 def migrate(app, connection) -> None:
     """`flask db upgrade` under the lock the containers take, then mark the database at head."""
     from flask_migrate import upgrade
+    from sqlalchemy import text
 
     from app.extensions import init_migrations
     from app.startup import MIGRATION_LOCK

@@ -127,18 +127,6 @@ def fetch_when_up(url: str, still_running=lambda: True) -> bytes | None:
     return None
 
 
-def check_the_warm_test_server_is_used_and_left_running(inv) -> None:
-    """`APPLICATION_CONFIG=testing inv db.up`, then `inv test` uses that server and leaves it up."""
-    assert inv("db.up", APPLICATION_CONFIG="testing").returncode == 0
-    try:
-        result = inv("test")
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "warm testing PostgreSQL server" in result.stderr
-        assert "running on" in inv("db.status", APPLICATION_CONFIG="testing").stdout
-    finally:
-        assert inv("db.down", APPLICATION_CONFIG="testing").returncode == 0
-
-
 def skip_module_without_docker_engine() -> None:
     """Skip the calling test module, with the reason, where no Docker engine answers; under
     CI=true fail instead, because .ci/run provisions an engine."""

@@ -4,7 +4,6 @@ Skipped, with the reason, where no engine answers; in CI (CI=true) that is a fai
 because .ci/run provisions an engine.
 """
 
-import functools
 import json
 import os
 import shutil
@@ -18,7 +17,6 @@ import psycopg2
 import pytest
 from project_copy import (
     TIMEOUT,
-    check_the_warm_test_server_is_used_and_left_running,
     clean_environ,
     fetch_when_up,
     free_port,
@@ -146,7 +144,15 @@ def test_an_interrupted_run_on_compose_removes_its_project(
 
 
 def test_a_warm_compose_test_server_is_used_and_left_running(project, leaves_no_test_project):
-    check_the_warm_test_server_is_used_and_left_running(functools.partial(inv, project))
+    """`APPLICATION_CONFIG=testing inv db.up`, then `inv test` uses that server and leaves it up."""
+    assert inv(project, "db.up", APPLICATION_CONFIG="testing").returncode == 0
+    try:
+        result = inv(project, "test")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "warm testing PostgreSQL server" in result.stderr
+        assert "running on" in inv(project, "db.status", APPLICATION_CONFIG="testing").stdout
+    finally:
+        assert inv(project, "db.down", APPLICATION_CONFIG="testing").returncode == 0
     assert project_labels(f"{compose_prefix(project)}-testing") == set()
 
 

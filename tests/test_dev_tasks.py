@@ -174,8 +174,8 @@ def test_auto_uses_local_binaries_when_no_docker_engine_answers(project):
 def test_inv_serve_runs_gunicorn_and_stops_on_ctrl_c(project, dev_port):
     web_port = str(free_port())
     run = start_inv(
-        project, "local", "serve", POSTGRES_PORT=dev_port, WEB_PORT=web_port, WEB_CONCURRENCY="2"
-    )
+        project, "local", "serve", POSTGRES_PORT=dev_port, WEB_PORT=web_port, WEB_CONCURRENCY="1"
+    )  # a master and its worker, each importing the app: one worker is enough to stop
     try:
         body = fetch_when_up(f"http://127.0.0.1:{web_port}/health", lambda: run.poll() is None)
         assert body is not None and b'"database":"ok"' in body.replace(b" ", b"")

@@ -96,9 +96,11 @@ def test_the_live_server_answers_health_and_json_errors(live_server):
     assert json.load(missing.value)["error"]["code"] == "not_found"
 
 
-def test_sigterm_lets_a_request_in_flight_finish(app, race_email, tmp_path):
+def test_sigterm_lets_a_request_in_flight_finish(app, race_email, tmp_path, monkeypatch):
     """docker stop and rolling updates send SIGTERM: a request already being received still
-    gets its answer (gunicorn.conf.py's graceful_timeout), and the server then exits cleanly."""
+    gets its answer (gunicorn.conf.py's graceful_timeout), and the server then exits cleanly.
+    One worker (WEB_CONCURRENCY=1): the request is in it, and a second would only cost."""
+    monkeypatch.setenv("WEB_CONCURRENCY", "1")
     log = tmp_path / "server.log"
     body = json.dumps({"email": race_email}).encode()
     head = (

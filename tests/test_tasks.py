@@ -6,7 +6,6 @@ so the servers they start and stop are never the developer's own.
 """
 
 import contextlib
-import functools
 import signal
 import subprocess
 import sys
@@ -15,7 +14,6 @@ from pathlib import Path
 import pytest
 from project_copy import (
     TIMEOUT,
-    check_the_warm_test_server_is_used_and_left_running,
     clean_environ,
     local_inv,
     module_copy,
@@ -142,7 +140,3 @@ def test_an_interrupted_plain_pytest_stops_its_server(project, tmp_path, signum)
     assert run.returncode == 2, output  # pytest's "interrupted"
     assert throwaway_clusters(project) == set()
     assert stray_throwaway_servers(project) == []
-
-
-def test_a_warm_test_server_is_used_and_left_running(project, leaves_nothing_behind):
-    check_the_warm_test_server_is_used_and_left_running(functools.partial(inv, project))

@@ -144,6 +144,7 @@ def warm(project):
 def test_runs_are_forks_with_pytest_s_exit_codes(warm):
     first = inv(warm, "test")
     assert first.returncode == 0, first.stdout + first.stderr
+    assert "warm testing PostgreSQL server" in first.stderr  # and left running: db.status below
     assert IN_A_FORK in first.stderr
     assert "3 passed" in first.stdout
 
