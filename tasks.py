@@ -394,7 +394,7 @@ ns = Collection(dev, serve, test, fuzz, lint, format, lock, flask_cli, compose_c
 ns.configure(
     {
         "postgres": {"ready_timeout": 30.0},
-        "test": {"coverage": True, "workers": 4},
+        "test": {"coverage": True, "workers": 5},
         "lock": {"python": "3.11", "index_url": "https://pypi.org/simple"},
     }
 )
