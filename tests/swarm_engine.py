@@ -3,6 +3,7 @@
 
 import contextlib
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,22 @@ def swarm_state() -> str:
         ["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
+
+
+@contextlib.contextmanager
+def alone_with_the_engine_s_networks(tmp_path_factory) -> Iterator[None]:
+    """Held by the modules that make Compose networks or turn swarm mode on and off: Docker
+    20.10 lost a new container's DNS (its `db` did not resolve) when a swarm was initialised
+    or left while Compose made that container's network, and pytest-xdist runs modules side
+    by side. The lock file is in this run's temporary folder, which its workers share."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # each worker's folder is in the run's
+    with open(root / "docker-networks.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from project_copy import (
     start_inv,
     wait_for_marker,
 )
-from swarm_engine import dangling_images, remove_images
+from swarm_engine import alone_with_the_engine_s_networks, dangling_images, remove_images
 
 from steps import compose, local
 
@@ -40,11 +40,12 @@ pytestmark = pytest.mark.e2e
 def project(tmp_path_factory):
     """A copy of the project; every container, network and volume of its projects removed
     after, and its local state (the warm pytest's folder, which the Compose path uses too)."""
-    root = make_copy(tmp_path_factory.mktemp(f"compose{os.getpid()}-"))
-    yield root
-    for label in project_labels(compose_prefix(root)):
-        remove_everything_of(label)
-    shutil.rmtree(local.state_root(root), ignore_errors=True)
+    with alone_with_the_engine_s_networks(tmp_path_factory):
+        root = make_copy(tmp_path_factory.mktemp(f"compose{os.getpid()}-"))
+        yield root
+        for label in project_labels(compose_prefix(root)):
+            remove_everything_of(label)
+        shutil.rmtree(local.state_root(root), ignore_errors=True)
 
 
 def compose_prefix(root) -> str:

@@ -12,6 +12,7 @@ import pytest
 from project_copy import free_port, make_copy, run_inv, skip_module_without_docker_engine
 from swarm_engine import (
     ROUTING_MESH,
+    alone_with_the_engine_s_networks,
     dangling_images,
     remove_images,
     run_client,
@@ -61,11 +62,11 @@ def test_a_stack_refuses_to_deploy_without_its_secrets(project, production):
     assert "missing variable(s) SECRET_KEY" in result.stderr
 
 
-def test_three_replicas_serve_the_api_and_migrated_once(project, production):
+def test_three_replicas_serve_the_api_and_migrated_once(project, production, tmp_path_factory):
     stack = f"{compose.project_name(project.resolve())}-production"
     repository = production["WEB_IMAGE"].split(":")[0]
     dangling_before = set(dangling_images())
-    with swarm_manager():
+    with alone_with_the_engine_s_networks(tmp_path_factory), swarm_manager():
         try:
             deploy = inv(project, "stack.deploy", "--replicas", "3", **production)
             assert deploy.returncode == 0, deploy.stdout + deploy.stderr
