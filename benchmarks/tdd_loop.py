@@ -40,6 +40,7 @@ sys.path.insert(0, str(PROJECT))
 
 from steps.compose import docker_engine_answers  # noqa: E402
 from steps.environment import REQUIRED_VARIABLES  # noqa: E402
+from steps.local_files import state_root  # noqa: E402
 
 SEED = PROJECT.parent / "shared" / "seed-baseline"
 TEST_FILE = "tests/test_models.py"
@@ -54,8 +55,12 @@ IGNORED = shutil.ignore_patterns(
 )  # fmt: skip
 
 
+# The script running (suite.py uses these helpers too), for its messages.
+NAME = Path(sys.argv[0]).stem
+
+
 def progress(message: str) -> None:
-    print(f"tdd_loop: {message}", file=sys.stderr, flush=True)
+    print(f"{NAME}: {message}", file=sys.stderr, flush=True)
 
 
 def environ(**overrides: str) -> dict[str, str]:
@@ -71,7 +76,7 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
-        raise SystemExit(f"tdd_loop: `{' '.join(command)}` failed:\n{result.stdout}{result.stderr}")
+        raise SystemExit(f"{NAME}: `{' '.join(command)}` failed:\n{result.stdout}{result.stderr}")
     return elapsed
 
 
@@ -211,12 +216,7 @@ def main() -> None:
                     warm_up,
                 )
             )
-        state = subprocess.run(
-            [sys.executable, "-c", "from steps.local import state_root; print(state_root())"],
-            cwd=copy, capture_output=True, text=True,
-        ).stdout.strip()  # fmt: skip
-        if state:
-            shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(state_root(copy), ignore_errors=True)
     print(table(rows, seed_median))
 
 

@@ -1,0 +1,115 @@
+"""The whole suite's wall time as `inv test` runs it with local servers only (DOCKER_HOST
+pointed at no engine), beside the seed's own `manage.py test` in the same run: the seed
+has one test, so its row is this machine's yardstick for noise, not a like-for-like
+comparison. Also plain `pytest -m "not e2e"` with no server running beforehand: the part
+of the suite that starts no process but its throwaway server.
+
+The commands take turns (seed, suite, non-e2e, seed, ...) so that a noisy minute hits
+them alike; each row gives the median, min and max of --runs runs after one unmeasured
+warm-up round (which also gives the suite the module times it schedules by). In a copy of
+the project (its own clusters), with Python's default of writing bytecode caches, as
+tdd_loop.py does.
+
+    python benchmarks/suite.py [--runs 5] [--workers 4,5,6] [--quick]
+
+--workers: the whole suite once per value of test.workers (default: the config's).
+--quick: one round, no warm-up, the suite limited to its tests not marked e2e (CI runs
+it so that it cannot rot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from tdd_loop import (
+    IGNORED,
+    PROJECT,
+    SEED,
+    docker_volumes,
+    environ,
+    inv,
+    progress,
+    remove_volumes_left_by_the_seed,
+    timed,
+)
+
+from steps.compose import docker_engine_answers
+from steps.local_files import state_root
+
+NO_ENGINE = "unix:///nonexistent/docker.sock"
+
+
+def table(rows: dict[str, list[float]], seed: str | None) -> str:
+    lines = ["| command | runs | median | min | max | ratio to seed |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    yardstick = statistics.median(rows[seed]) if seed else None
+    for label, times in rows.items():
+        median = statistics.median(times)
+        ratio = f"{median / yardstick:.2f}" if yardstick else "-"
+        lines.append(
+            f"| {label} | {len(times)} | {median:.2f} s | {min(times):.2f} s"
+            f" | {max(times):.2f} s | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--workers", default="", help="comma-separated test.workers values")
+    parser.add_argument("--quick", action="store_true", help="one round, non-e2e tests only")
+    options = parser.parse_args()
+    runs, warm_up = (1, False) if options.quick else (options.runs, True)
+    workers = [w.strip() for w in options.workers.split(",") if w.strip()] or [None]
+    only = {"PYTEST_ADDOPTS": "-m 'not e2e'"} if options.quick else {}
+    with tempfile.TemporaryDirectory(prefix="suite-") as scratch:
+        copy = Path(scratch) / "project"
+        shutil.copytree(PROJECT, copy, ignore=IGNORED)
+        commands: dict[str, tuple[list[str], Path, dict[str, str]]] = {}
+        seed = None
+        if docker_engine_answers() and SEED.is_dir():
+            shutil.copytree(SEED, Path(scratch) / "seed")
+            seed = "seed: `python manage.py test` (1 test, docker-compose)"
+            commands[seed] = (
+                [sys.executable, "manage.py", "test"],
+                Path(scratch) / "seed",
+                environ(),
+            )
+        else:
+            progress("no Docker engine or no ../shared/seed-baseline: the seed's row is left out")
+        for count in workers:
+            setting = {"INVOKE_TEST_WORKERS": count} if count else {}
+            label = f"`inv test`, local servers only, test.workers={count or 'default'}"
+            commands[label] = (inv("test"), copy, environ(DOCKER_HOST=NO_ENGINE, **setting, **only))
+        plain = [sys.executable, "-m", "pytest", "-m", "not e2e", "-p", "no:cacheprovider"]
+        commands['plain `pytest -m "not e2e"`, local'] = (
+            plain,
+            copy,
+            environ(DOCKER_HOST=NO_ENGINE),
+        )
+        rows: dict[str, list[float]] = {label: [] for label in commands}
+        volumes = docker_volumes() if seed else set()
+        try:
+            for round_ in range(runs + warm_up):
+                progress(
+                    f"round {round_ + 1 - warm_up} of {runs}"
+                    if round_ or not warm_up
+                    else "warm-up"
+                )
+                for label, (command, cwd, env) in commands.items():
+                    elapsed = timed(command, cwd, env)
+                    if round_ or not warm_up:
+                        rows[label].append(elapsed)
+        finally:
+            if seed:
+                remove_volumes_left_by_the_seed(volumes)
+            shutil.rmtree(state_root(copy), ignore_errors=True)
+    print(table(rows, seed))
+
+
+if __name__ == "__main__":
+    main()
