@@ -1,8 +1,8 @@
 """A pytest plugin that `inv test` loads when it spreads the suite over processes
 (`-p steps.pytest_longest_first`): the modules start longest first, by the seconds each took
 in the last run (kept in pytest's cache), so that no long module starts while the others
-finish. pytest-xdist's own order, by number of tests, says little about time here: 8
-end-to-end tests take 40 s, 53 unit tests 1 s. No plugin we found schedules by past times
+finish. pytest-xdist's own order, by number of tests, says little about time here: a
+module of 7 end-to-end tests takes 30 s, one of 59 unit tests 1 s. No plugin we found schedules by past times
 (pytest-split divides a suite between CI jobs, not between xdist's processes).
 """
 
