@@ -35,6 +35,7 @@ from tdd_loop import (
     inv,
     progress,
     remove_volumes_left_by_the_seed,
+    table,
     timed,
 )
 
@@ -50,19 +51,6 @@ def local_only(**overrides: str) -> dict[str, str]:
     env = environ(DOCKER_HOST=NO_ENGINE, **overrides)
     env.pop("CI", None)
     return env
-
-
-def table(rows: dict[str, list[float]], seed: str | None) -> str:
-    lines = ["| command | runs | median | min | max | ratio to seed |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-    yardstick = statistics.median(rows[seed]) if seed else None
-    for label, times in rows.items():
-        median = statistics.median(times)
-        ratio = f"{median / yardstick:.2f}" if yardstick else "-"
-        lines.append(
-            f"| {label} | {len(times)} | {median:.2f} s | {min(times):.2f} s"
-            f" | {max(times):.2f} s | {ratio} |"
-        )
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -98,21 +86,17 @@ def main() -> None:
         rows: dict[str, list[float]] = {label: [] for label in commands}
         volumes = docker_volumes() if seed else set()
         try:
-            for round_ in range(runs + warm_up):
-                progress(
-                    f"round {round_ + 1 - warm_up} of {runs}"
-                    if round_ or not warm_up
-                    else "warm-up"
-                )
+            for round_ in range(1 - warm_up, runs + 1):  # round 0: the warm-up
+                progress(f"round {round_} of {runs}" if round_ else "warm-up")
                 for label, (command, cwd, env) in commands.items():
                     elapsed = timed(command, cwd, env)
-                    if round_ or not warm_up:
+                    if round_:
                         rows[label].append(elapsed)
         finally:
             if seed:
                 remove_volumes_left_by_the_seed(volumes)
             shutil.rmtree(state_root(copy), ignore_errors=True)
-    print(table(rows, seed))
+    print(table(list(rows.items()), statistics.median(rows[seed]) if seed else None))
 
 
 if __name__ == "__main__":

@@ -112,11 +112,14 @@ def inv(*args: str) -> list[str]:
 
 
 def table(rows: list[tuple[str, list[float]]], seed: float | None) -> str:
-    lines = ["| command | runs | median | max | ratio to seed |", "|---|---:|---:|---:|---:|"]
+    lines = ["| command | runs | median | min | max | ratio to seed |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for label, times in rows:
         median = statistics.median(times)
         ratio = f"{median / seed:.2f}" if seed else "-"
-        lines.append(f"| {label} | {len(times)} | {median:.2f} s | {max(times):.2f} s | {ratio} |")
+        lines.append(
+            f"| {label} | {len(times)} | {median:.2f} s | {min(times):.2f} s"
+            f" | {max(times):.2f} s | {ratio} |"
+        )
     return "\n".join(lines)
 
 

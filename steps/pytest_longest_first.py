@@ -2,8 +2,9 @@
 (`-p steps.pytest_longest_first`): the modules start longest first, by the seconds each took
 in the last run (kept in pytest's cache), so that no long module starts while the others
 finish. pytest-xdist's own order, by number of tests, says little about time here: a
-module of 7 end-to-end tests takes 30 s, one of 59 unit tests 1 s. No plugin we found schedules by past times
-(pytest-split divides a suite between CI jobs, not between xdist's processes).
+module of 7 end-to-end tests takes 30 s, one of 59 unit tests 1 s. No plugin we found
+schedules by past times (pytest-split divides a suite between CI jobs, not between
+xdist's processes).
 """
 
 from __future__ import annotations

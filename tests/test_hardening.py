@@ -38,10 +38,6 @@ project = module_copy("hardening")
 inv = local_inv
 
 
-def cluster_home(project: Path, env: str = "development") -> Path:
-    return local.cluster_home(env, project)
-
-
 @pytest.fixture
 def bystander():
     """A process of the test's own user that nobody should signal: `sleep`."""
@@ -63,9 +59,9 @@ def test_a_stale_postmaster_pid_naming_another_process_is_neither_signalled_nor_
     port = str(free_port())
     assert inv(project, "db.up", POSTGRES_PORT=port).returncode == 0
     assert inv(project, "db.down").returncode == 0
-    pid_file = cluster_home(project) / "data" / "postmaster.pid"
+    data = local.cluster_home("development", project) / "data"
     # What a crashed server leaves when its PID has since gone to another process.
-    pid_file.write_text(f"{bystander.pid}\n{cluster_home(project)}/data\n1700000000\n{port}\n\n\n")
+    (data / "postmaster.pid").write_text(f"{bystander.pid}\n{data}\n1700000000\n{port}\n\n\n")
 
     down = inv(project, "db.down")
     assert "not running" in down.stderr
@@ -87,7 +83,8 @@ def test_a_killed_development_server_is_restarted_with_its_data(project):
         with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
             cursor.execute("INSERT INTO users (email) VALUES ('survivor@example.com')")
         connection.close()
-        pid = int((cluster_home(project) / "data" / "postmaster.pid").read_text().split()[0])
+        pid_file = local.cluster_home("development", project) / "data" / "postmaster.pid"
+        pid = int(pid_file.read_text().split()[0])
         os.kill(pid, signal.SIGKILL)  # it stays a zombie of `inv dev`, which never waits for it
         up = inv(project, "db.up", POSTGRES_PORT=port)
         assert up.returncode == 0, up.stderr
@@ -125,7 +122,7 @@ def test_root_does_not_write_through_a_symlink_the_server_account_planted(projec
     assert inv(project, "db.down").returncode == 0
     victim = tmp_path / "victim"
     victim.write_text("root's file\n")
-    log = cluster_home(project) / "server.log"
+    log = local.cluster_home("development", project) / "server.log"
     log.unlink()
     log.symlink_to(victim)
     with contextlib.suppress(OSError):
@@ -192,7 +189,7 @@ def test_a_full_disk_under_the_development_server_is_named_as_such(project, tmp_
     """The cluster's folder on a small tmpfs, filled up: what a full disk does to a server."""
     assert inv(project, "db.up", POSTGRES_PORT=str(free_port())).returncode == 0
     assert inv(project, "db.down").returncode == 0
-    home = cluster_home(project)
+    home = local.cluster_home("development", project)
     backup = tmp_path / "backup"
     subprocess.run(["cp", "-a", home, backup], check=True)
     size = sum(f.stat().st_size for f in backup.rglob("*") if f.is_file()) + 4 * 1024 * 1024

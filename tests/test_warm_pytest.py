@@ -95,11 +95,6 @@ def processes_in(project: Path) -> dict[int, list[str]]:
     return found
 
 
-def warm_folder(project: Path) -> Path:
-    """The copy's warm pytest folder, as the steps compute it for that copy."""
-    return warm_pytest.folder_path(project)
-
-
 def warm_pytest_processes(project: Path) -> dict[int, list[str]]:
     """The copy's warm pytest and its forks (their command line names the copy's folder)."""
     found = {}
@@ -108,7 +103,7 @@ def warm_pytest_processes(project: Path) -> dict[int, list[str]]:
             args = (proc / "cmdline").read_bytes().decode().split("\0")
         except (OSError, UnicodeDecodeError):
             continue
-        if "steps.warm_pytest_server" in args and str(warm_folder(project)) in args:
+        if "steps.warm_pytest_server" in args and str(warm_pytest.folder_path(project)) in args:
             found[int(proc.name)] = args
     return found
 
@@ -223,7 +218,7 @@ def test_a_signal_to_inv_ends_its_fork_and_only_that(warm, tmp_path, signum, cod
 
 
 def test_its_folder_and_socket_are_private(warm):
-    folder = warm_folder(warm)
+    folder = warm_pytest.folder_path(warm)
     assert folder.stat().st_mode & 0o777 == 0o700
     assert (folder / warm_pytest.SOCKET).stat().st_mode & 0o777 == 0o600
     assert folder.stat().st_uid == os.geteuid()
