@@ -363,7 +363,7 @@ def lock(c, package=None, all=False):
     """
     uv = shutil.which("uv") or fail("uv not found: `pip install -r requirements/development.txt`")
     compile_ = [uv, "pip", "compile", "--quiet", "--universal", "--python-version", c.config.lock.python,
-                "--generate-hashes", "--index-url", c.config.lock.index_url,
+                "--generate-hashes", "--no-strip-extras", "--index-url", c.config.lock.index_url,
                 "--custom-compile-command", "inv lock"]  # fmt: skip
     compile_ += ["--upgrade"] if all else ["--upgrade-package", package] if package else []
     below = None
