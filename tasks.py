@@ -9,22 +9,25 @@ import os
 import shlex
 import shutil
 import sys
+from pathlib import Path
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Exit
 
 from steps import PROJECT, warm_pytest
 from steps.app_commands import (
     debugger_pin,
+    downgrade_question,
     flask,
     free_or_fail,
     gunicorn_command,
     migrate_to_head,
+    paths_from,
     pytest_command,
     tests_against_database,
     wait_for_http,
     web_port,
 )
-from steps.commands import background, confirm, fail, remainder, run, say
+from steps.commands import background, confirm, fail, remainder, run, say, task
 from steps.compose import compose_command, compose_project, require_docker, without_tty
 from steps.environment import export, load_env
 from steps.postgres import LOOPBACK, create_database, drop_database, free_port, wait_until_ready
@@ -88,11 +91,15 @@ def serve(c):
 def test(c, pattern=None, no_cov=False):
     """Run the test suite against a throwaway PostgreSQL; exits with pytest's code.
 
-    Arguments after `--` go to pytest: `inv test -- -x tests/test_app.py`. The whole suite
-    runs over test.workers processes (pytest-xdist, a module per process at a time).
+    Arguments after `--` go to pytest, paths relative to your folder, as with pytest:
+    `inv test -- -x tests/test_app.py`. The whole suite runs over test.workers processes.
+
+    The fast loop: `APPLICATION_CONFIG=testing inv db.up` once keeps a test server (and a
+    warm pytest) running, which every `inv test --pattern P` then uses instead of starting
+    one; `APPLICATION_CONFIG=testing inv db.down` stops them.
     """
     env = load_env("testing")
-    args = remainder(c)
+    args = paths_from(Path.cwd(), remainder(c))
     # The whole suite over test.workers processes; a pattern or a file, the TDD loop, in one.
     workers = 0 if pattern or args else c.config.test.workers
     command = pytest_command(pattern, c.config.test.coverage and not no_cov, workers) + args
@@ -101,7 +108,7 @@ def test(c, pattern=None, no_cov=False):
 
 @task
 def lint(c):
-    """ruff check, ruff format --check, and the models against the migrations (a test database)."""
+    """Check the code: ruff check, ruff format --check, and the models against the migrations."""
     clean = c.run("ruff check .", warn=True).ok
     clean &= c.run("ruff format --check .", warn=True).ok
     env = load_env("testing")
@@ -197,16 +204,18 @@ def db_upgrade(c, revision="head"):
 def db_downgrade(c, revision="-1", yes=False):
     """Revert migrations (asks first: it may drop data)."""
     env = load_env()
-    question = f"downgrade the {env.name} database {env['APPLICATION_DB']} to {revision}?"
-    confirm(question, yes, env.production)
-    with server(c, env):
+    with server(c, env) as (host, port):
+        confirm(downgrade_question(env, host, port, revision), yes, env.production)
         raise Exit(code=flask("db", "downgrade", "--", revision))
 
 
 @task(name="up")
 def db_up(c):
-    """Start this environment's database server (it keeps running); for `testing`, a warm
-    pytest beside it too."""
+    """Start this environment's database server and keep it running (for tests: the warm loop).
+
+    With APPLICATION_CONFIG=testing, a warm pytest starts beside it, and every `inv test`
+    uses both until `APPLICATION_CONFIG=testing inv db.down`.
+    """
     env = load_env()
     with server(c, env):
         pass
@@ -256,7 +265,7 @@ def db_shell(c):
     with server(c, env) as (host, port):
         create_database(env, host, port)
         export(PGPASSWORD=env["POSTGRES_PASSWORD"])
-        raise Exit(code=run(db_servers(env).psql(port, env["APPLICATION_DB"])))
+        raise Exit(code=run(db_servers(env).psql(port, env["APPLICATION_DB"]), interactive=True))
 
 
 @task(name="reset", help={"yes": "no question asked (required without a TTY and in production)"})
@@ -274,14 +283,16 @@ def db_reset(c, yes=False):
 
 @task(name="flask")
 def flask_cli(c):
-    """The flask CLI with the environment loaded: `inv flask -- routes`, `inv flask -- shell`."""
-    load_env()
-    raise Exit(code=flask(*remainder(c)))
+    """Run the flask CLI against this environment's database: `inv flask -- shell`, `-- routes`."""
+    env = load_env()
+    with server(c, env) as (host, port):
+        create_database(env, host, port)
+        raise Exit(code=flask(*remainder(c), interactive=True))
 
 
 @task(name="compose")
 def compose_cli(c):
-    """docker compose on this environment's project: `inv compose -- logs db`, `-- ps`."""
+    """Run docker compose on this environment's project: `inv compose -- logs db`, `-- ps`."""
     env = load_env()
     require_docker(alternative="")
     raise Exit(code=run(compose_command(env, compose_project(env)) + without_tty(remainder(c))))

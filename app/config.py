@@ -26,6 +26,11 @@ MIN_SECRET_CHARACTERS = 5
 COMMITTED_ENV_FILES = Path(__file__).resolve().parent.parent / "env"
 # Every form PaaS and managed databases hand out; all go through psycopg2, the driver shipped.
 POSTGRES_DRIVERS = {"postgres", "postgresql", "postgresql+psycopg2"}
+# What a variable missing outside the tasks (a bare `flask run`, an IDE) asks for.
+RUN_THROUGH_INV = (
+    "start the app with `inv dev` (or `inv serve`, `inv flask -- ARGS`): it sets the variables, "
+    "the database server's password included"
+)
 
 
 class ConfigError(RuntimeError):
@@ -38,10 +43,7 @@ def database_url(environ: Mapping[str, str]) -> URL:
         return managed_database_url(environ["DATABASE_URL"])
     missing = [name for name in DATABASE_VARIABLES if not environ.get(name)]
     if missing:
-        raise ConfigError(
-            f"missing variable(s) {', '.join(missing)}: set them in env/<environment>.env "
-            "or run through `inv`, which loads them"
-        )
+        raise ConfigError(f"missing variable(s) {', '.join(missing)}: {RUN_THROUGH_INV}")
     port = environ["POSTGRES_PORT"]
     if not port.isdigit():
         raise ConfigError(f"POSTGRES_PORT must be a port number, not {port!r}")
@@ -129,6 +131,9 @@ class Config:
 
     DEBUG = False
     TESTING = False
+    # Unhandled errors get the JSON 500 even in debug and testing (Flask would re-raise them);
+    # Werkzeug's debugger still shows them where it wraps the app (app/errors.py).
+    PROPAGATE_EXCEPTIONS = False
     # A request body larger than this is refused with 413 before it is read.
     MAX_CONTENT_LENGTH = 16 * 1024
     # Seconds; the environment's variables of the same names override them.
@@ -200,6 +205,8 @@ CONFIGS = {
 
 def load_config(name: str | None, environ: Mapping[str, str]) -> dict:
     """The settings of the config class called `name`, or a ConfigError naming the choices."""
+    if not name:
+        raise ConfigError(f"FLASK_CONFIG is not set: {RUN_THROUGH_INV}")
     if name not in CONFIGS:
         choices = ", ".join(CONFIGS)
         raise ConfigError(f"unknown FLASK_CONFIG {name!r}: choose one of {choices}")

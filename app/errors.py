@@ -3,13 +3,28 @@
 import logging
 
 from apiflask import APIFlask, HTTPError
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError, UnsupportedMediaType
 from werkzeug.http import HTTP_STATUS_CODES
 
 log = logging.getLogger(__name__)
+
+# Set on each request Werkzeug's interactive debugger wraps (`flask run --debug`), never
+# under gunicorn: only there may an unhandled error become its page instead of the JSON 500.
+DEBUGGER_WRAPS = "werkzeug.debug.preserve_context"
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class APIFlaskWithDebugger(APIFlask):
+    """APIFlask whose unhandled errors reach Werkzeug's debugger where it wraps the request;
+    elsewhere Flask logs them and the app answers its JSON 500 (PROPAGATE_EXCEPTIONS off)."""
+
+    def handle_exception(self, e: Exception) -> Response:
+        if DEBUGGER_WRAPS in request.environ:
+            raise e
+        return super().handle_exception(e)
 
 
 class ApiError(Exception):
@@ -86,7 +101,14 @@ def register_error_handlers(app: APIFlask) -> None:
         # A deeply nested JSON array fits in the size limit; json.loads gives up on it.
         return error_response(400, "bad_request", "malformed JSON: nested too deeply")
 
-    @app.errorhandler(Exception)
-    def internal_error(error: Exception):
-        log.exception("unhandled error")
+    @app.errorhandler(InternalServerError)
+    def internal_error(error: InternalServerError):
+        # Flask has logged the unhandled error's traceback; the client learns nothing of it.
         return error_response(500, "internal_error", "internal server error")
+
+
+def json_bodies_only() -> None:
+    """A POST, PUT or PATCH to any route of the app whose body is not JSON gets a 415."""
+    routed = request.routing_exception is None  # else its 404 or 405 is the answer
+    if routed and request.method in BODY_METHODS and not request.is_json:
+        raise UnsupportedMediaType("send a JSON object with Content-Type: application/json")

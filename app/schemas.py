@@ -30,6 +30,16 @@ class Email(String):
             raise ValidationError(str(error)) from None
 
 
+class Text(String):
+    """A string PostgreSQL can store: its text types hold no NUL character."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("Must not contain the NUL character (\\u0000).")
+        return text
+
+
 class NewUser(Schema):
     email = Email(
         required=True,

@@ -1,10 +1,10 @@
 """The users API: create, read, list (cursor pages), delete."""
 
 from apiflask import APIBlueprint
-from flask import request, url_for
+from flask import url_for
 from psycopg2 import errorcodes
 from sqlalchemy.exc import IntegrityError
-from werkzeug.exceptions import NotFound, UnsupportedMediaType
+from werkzeug.exceptions import NotFound
 
 from app.errors import Conflict
 from app.extensions import db
@@ -26,12 +26,6 @@ def get_user_or_404(user_id: int) -> User:
     if user is None:
         raise NotFound(f"no user with id {user_id}")
     return user
-
-
-@users.before_request
-def json_bodies_only() -> None:
-    if request.method == "POST" and not request.is_json:
-        raise UnsupportedMediaType("send a JSON object with Content-Type: application/json")
 
 
 @users.post("")

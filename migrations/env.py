@@ -1,12 +1,16 @@
 import logging
+import warnings
 from logging.config import fileConfig
+from pathlib import Path
 
 from alembic import context
+from alembic.util import CommandError, load_python_file
 from flask import current_app
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
+scripts = context.script
 
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
@@ -42,6 +46,59 @@ def get_metadata():
     return target_db.metadata
 
 
+def highest_number() -> int:
+    """The highest revision id made of digits only (0 when there is none)."""
+    numbers = (int(s.revision) for s in scripts.walk_revisions() if s.revision.isdecimal())
+    return max(numbers, default=0)
+
+
+def shown(path: str | Path) -> str:
+    """A migration's path from the project's folder: migrations/versions/0003_add_name.py."""
+    return str(Path(path).relative_to(Path(scripts.dir).resolve().parent))
+
+
+def check_one_line_history() -> None:
+    """Fail with the fix when two migrations claim one number, or two are newest (two heads)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Alembic's "present more than once" names no file
+        heads = sorted(scripts.get_heads())
+    loaded = {Path(s.path) for s in scripts.walk_revisions()}
+    for path in sorted(Path(scripts.versions).resolve().glob("*.py")):
+        if path not in loaded and not path.name.startswith(("_", ".")):
+            # Alembic kept another file of the same revision id and skips this one.
+            claimed = load_python_file(str(path.parent), path.name).revision
+            first, second = sorted([path, Path(scripts.get_revision(claimed).path)])
+            newest = highest_number()
+            renamed = f"{newest + 1:04d}_{second.name.partition('_')[2]}"
+            raise CommandError(
+                f"{shown(first)} and {second.name} both claim revision {claimed}: renumber one"
+                f" as the newest migration, e.g. rename {second.name} to {renamed} and set in it"
+                f' revision = "{newest + 1:04d}" and down_revision = "{newest:04d}"'
+            )
+    if len(heads) > 1:
+        shared = {s.revision for s in scripts.iterate_revisions(heads[-2], "base")}
+        branch = [
+            s for s in scripts.iterate_revisions(heads[-1], "base") if s.revision not in shared
+        ]
+        first = Path(branch[-1].path).name
+        raise CommandError(
+            f"{shown(scripts.get_revision(heads[-2]).path)} and {Path(branch[0].path).name} are"
+            f' both newest (two heads): set down_revision = "{heads[-2]}" in {first}'
+        )
+
+
+def number_the_revision(context, revision, directives):
+    """Name a new migration NNNN_slug.py, numbered after the highest numbered one."""
+    directives[0].rev_id = f"{highest_number() + 1:04d}"
+
+
+def skip_an_empty_autogenerate(context, revision, directives):
+    """Write no migration when autogenerate finds no change in the schema."""
+    if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
+        directives[:] = []
+        logger.info("No changes in schema detected.")
+
+
 def run_migrations_offline():
     """Run migrations in 'offline' mode.
 
@@ -68,21 +125,17 @@ def run_migrations_online():
     and associate a connection with the context.
 
     """
-
-    # this callback is used to prevent an auto-migration from being generated
-    # when there are no changes to the schema
-    # reference: http://alembic.zzzcomputing.com/en/latest/cookbook.html
-    def process_revision_directives(context, revision, directives):
-        if getattr(config.cmd_opts, "autogenerate", False):
-            script = directives[0]
-            if script.upgrade_ops.is_empty():
-                directives[:] = []
-                logger.info("No changes in schema detected.")
-
     conf_args = current_app.extensions["migrate"].configure_args
-    if conf_args.get("process_revision_directives") is None:
-        conf_args["process_revision_directives"] = process_revision_directives
+    # An app's own hook (Migrate(..., process_revision_directives=f)) replaces the skip; it
+    # runs after the numbering, so it has the last word.
+    then = conf_args.get("process_revision_directives") or skip_an_empty_autogenerate
 
+    def process_revision_directives(context, revision, directives):
+        number_the_revision(context, revision, directives)
+        then(context, revision, directives)
+
+    # A copy: Migrate's dict outlives this run, and a hook left in it would serve the next run.
+    conf_args = {**conf_args, "process_revision_directives": process_revision_directives}
     connectable = get_engine()
 
     with connectable.connect() as connection:
@@ -92,6 +145,7 @@ def run_migrations_online():
             context.run_migrations()
 
 
+check_one_line_history()
 if context.is_offline_mode():
     run_migrations_offline()
 else:

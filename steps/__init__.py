@@ -11,6 +11,7 @@ warm_pytest  a preloaded pytest that `inv test` forks, beside the warm test serv
 warm_pytest_server  that pytest: preload, accept, fork, exit codes back
 pytest_early_imports  a pytest plugin of `inv test`: the app's libraries, imported before coverage
 pytest_longest_first  a pytest plugin of `inv test` over processes: the longest modules start first
+interruptible  `python -m MODULE`, ended by Ctrl-C with status 130 and no traceback
 swarm        the production stack on Docker Swarm
 """
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from steps import PROJECT, warm_pytest
 from steps.commands import (
@@ -21,13 +22,16 @@ from steps.commands import (
     start_foreground,
     to_child,
 )
-from steps.environment import Env
-from steps.postgres import LOOPBACK, port_is_free
+from steps.environment import Env, where_to_set
+from steps.postgres import LOOPBACK, applied_revision, port_is_free
 from steps.servers import TEST_DATABASE_SOCKET, database_for_tests, db_servers
 
+# `python -m MODULE`, but a Ctrl-C while the module starts ends it without a traceback.
+PYTHON_MODULE = [sys.executable, "-m", "steps.interruptible"]
 
-def flask(*args: str) -> int:
-    return run([sys.executable, "-m", "flask", *args])
+
+def flask(*args: str, interactive: bool = False) -> int:
+    return run([*PYTHON_MODULE, "flask", *args], interactive=interactive)
 
 
 def migrate_to_head() -> None:
@@ -35,10 +39,65 @@ def migrate_to_head() -> None:
         fail("the migration failed (see above); fix it, then `inv db.upgrade`")
 
 
+def downgrade_question(env: Env, host: str, port: int, revision: str) -> str:
+    """The question before `flask db downgrade REVISION`, naming the migrations by their
+    files: from which one, back to which one (`-N` is N steps back, `base` before the first)."""
+    from alembic.script import ScriptDirectory
+
+    database = f"the {env.name} database {env['APPLICATION_DB']} on {host}:{port}"
+    current = applied_revision(env, host, port)
+    if current is None:
+        fail(f"nothing to downgrade: {database} has no migration applied")
+    scripts = ScriptDirectory(str(PROJECT / "migrations"))
+    # The applied migration and those below it, newest first; None is before the first.
+    applied = list(scripts.iterate_revisions(current, "base"))
+    below = [*(Path(script.path).stem for script in applied), None]
+    ids = [script.revision for script in applied]
+    steps_back = int(revision[1:]) if revision[:1] == "-" and revision[1:].isdigit() else None
+    if steps_back is not None and 0 < steps_back < len(below):
+        target = below[steps_back]
+    elif revision == "base":
+        target = None
+    else:
+        if revision not in ids[1:]:
+            fail(
+                f"cannot downgrade {database} to {revision!r}: it is at {below[0]}; give -N "
+                f"(N steps back), base, or one of: {', '.join(below[1:-1]) or 'none'}"
+            )
+        target = below[ids.index(revision)]
+    back_to = target or "before the first migration (no tables)"
+    return f"downgrade {database} from {below[0]} back to {back_to}?"
+
+
 def free_or_fail(port: int, variable: str, env: Env, host: str = LOOPBACK) -> int:
-    if not port_is_free(port, host):
-        fail(f"port {port} is already in use: set {variable} in env/{env.name}.local.env")
-    return port
+    if port_is_free(port, host):
+        return port
+    hint = where_to_set(env, variable)
+    pid = listener_in(PROJECT, port)
+    if pid:
+        fail(
+            f"port {port} is in use by this project's own app server (pid {pid}: an `inv dev` or "
+            f"`inv serve` in another terminal?): stop it there with Ctrl-C, or {hint} for a second one"
+        )
+    fail(f"port {port} is already in use: {hint}")
+
+
+def listener_in(folder: Path, port: int) -> int | None:
+    """A process working in `folder` that listens on TCP `port`, as far as /proc shows (Linux)."""
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    sockets.add(f"socket:[{fields[9]}]")
+    for process in Path("/proc").glob("[0-9]*") if sockets else ():
+        with contextlib.suppress(OSError):
+            if Path(os.readlink(process / "cwd")) == folder and any(
+                os.readlink(fd) in sockets for fd in (process / "fd").iterdir()
+            ):
+                return int(process.name)
+    return None
 
 
 def web_port(env: Env) -> int:
@@ -74,7 +133,7 @@ def wait_for_http(url: str, process, timeout: float = 60) -> None:
     fail(f"{url} did not answer within {timeout:.0f} s")
 
 
-PYTEST = [sys.executable, "-m", "pytest"]
+PYTEST = [*PYTHON_MODULE, "pytest"]
 
 
 def pytest_command(
@@ -92,6 +151,21 @@ def pytest_command(
         args += ["-p", "steps.pytest_longest_first", "--numprocesses", str(workers)]
         args += ["--dist", "loadfile"]
     return args + (["-k", pattern] if pattern else [])
+
+
+# pytest's options whose value is never a path: the word after them is left as it is.
+NOT_PATHS = {"-k", "-m", "-p", "-o", "-W", "--maxfail", "--durations", "--tb"}
+
+
+def paths_from(folder: Path, args: list[str]) -> list[str]:
+    """pytest's arguments with the paths among them (`file::test` too) that exist relative to
+    `folder`, where the user typed the command, made absolute: pytest runs in the project."""
+    absolute = []
+    for before, arg in zip(["", *args], args, strict=False):
+        path = folder / arg.split("::")[0]
+        known = before not in NOT_PATHS and not arg.startswith("-") and path.exists()
+        absolute.append(str(folder / arg) if known else arg)
+    return absolute
 
 
 def tests_against_database(env: Env, command: list[str], ready_timeout: float) -> int:

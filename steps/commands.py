@@ -8,6 +8,7 @@ re-sends a Ctrl-C the terminal has already delivered.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shlex
 import signal
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
+import invoke
 from invoke import Exit
 
 from steps import PROJECT
@@ -29,6 +31,20 @@ def fail(message: str) -> NoReturn:
 
 def say(message: str) -> None:
     print(f"inv: {message}", file=sys.stderr, flush=True)
+
+
+class InterruptibleTask(invoke.Task):
+    """invoke's Task, but Ctrl-C ends it with one line and exit status 130 (invoke exits 1)."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except KeyboardInterrupt:
+            message = "inv: interrupted; nothing this run started is left running"
+            raise Exit(message, code=128 + signal.SIGINT) from None
+
+
+task = functools.partial(invoke.task, klass=InterruptibleTask)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -106,18 +122,21 @@ def start_foreground(args: list[str], **options) -> subprocess.Popen:
         fail(f"{args[0]} not found: install it or put it on PATH")
 
 
-def exit_code(code: int, received: list[int]) -> int:
-    """A child's exit code as a shell reports it; inv stops after a child it sent SIGTERM."""
+def exit_code(code: int, received: list[int], interactive: bool = False) -> int:
+    """A child's exit code as a shell reports it; inv stops after a child it sent SIGTERM,
+    and after one a Ctrl-C ended (an interactive child, a shell, takes Ctrl-C itself)."""
     if signal.SIGTERM in received:
         raise SystemExit(128 + signal.SIGTERM)
+    if signal.SIGINT in received and not interactive:
+        raise KeyboardInterrupt
     return code if code >= 0 else 128 - code
 
 
-def run(args: list[str], stdin: str | None = None) -> int:
+def run(args: list[str], stdin: str | None = None, interactive: bool = False) -> int:
     """Run a command in the foreground with the exported env and return its exit code.
 
-    Signals sent to inv reach the command once, and inv stops after the command when it
-    was sent SIGTERM.
+    Signals sent to inv reach the command once; inv stops after the command when it was
+    sent SIGTERM, or Ctrl-C unless the command is `interactive` (psql, a shell).
     """
     child: list[subprocess.Popen] = []
     with signals_forwarded(to_child(child)) as received:
@@ -125,7 +144,7 @@ def run(args: list[str], stdin: str | None = None) -> int:
         if stdin:
             child[0].communicate(stdin.encode())
         code = child[0].wait()
-    return exit_code(code, received)
+    return exit_code(code, received, interactive)
 
 
 @contextlib.contextmanager

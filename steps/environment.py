@@ -36,6 +36,8 @@ class Env:
 
     name: str
     vars: dict[str, str]
+    # The names the process environment set (they override the env/ files).
+    given: frozenset[str] = frozenset()
 
     def __getitem__(self, key: str) -> str:
         return self.vars[key]
@@ -144,9 +146,11 @@ def read_env(name: str | None = None, environ: Mapping[str, str] | None = None) 
     """The checked environment `name` (default APPLICATION_CONFIG, else development), without
     exporting it: env/<name>.env < env/<name>.local.env < `environ` (the process's)."""
     environ = os.environ if environ is None else environ
+    # A misspelt name is an error even where the task chooses the environment (inv test).
+    for given in (environ.get("APPLICATION_CONFIG"), name):
+        if given and given not in ENVIRONMENTS:
+            fail(f"unknown APPLICATION_CONFIG {given!r}: choose one of {', '.join(ENVIRONMENTS)}")
     name = name or environ.get("APPLICATION_CONFIG") or "development"
-    if name not in ENVIRONMENTS:
-        fail(f"unknown APPLICATION_CONFIG {name!r}: choose one of {', '.join(ENVIRONMENTS)}")
     path = PROJECT / "env" / f"{name}.env"
     if not path.is_file():
         fail(f"missing env file env/{name}.env: restore it with `git checkout -- env/{name}.env`")
@@ -164,7 +168,14 @@ def read_env(name: str | None = None, environ: Mapping[str, str] | None = None) 
                 )
     check_variables(name, values)
     check_app_config(values)
-    return Env(name, values)
+    return Env(name, values, frozenset(environ))
+
+
+def where_to_set(env: Env, variable: str) -> str:
+    """Where the user changes `variable`: the environment overrides the env/ files."""
+    if variable in env.given:
+        return f"change {variable} in your environment (it overrides env/{env.name}.env)"
+    return f"set {variable} in env/{env.name}.local.env"
 
 
 def load_env(name: str | None = None) -> Env:

@@ -82,9 +82,11 @@ def free_port() -> int:
 
 
 def busy_port_error(env: Env, port: int) -> NoReturn:
+    from steps.environment import where_to_set
+
     fail(
-        f"port {port} on {LOOPBACK} is already in use: set POSTGRES_PORT in "
-        f"env/{env.name}.local.env (or stop what listens there)"
+        f"port {port} on {LOOPBACK} is already in use: {where_to_set(env, 'POSTGRES_PORT')} "
+        "(or stop what listens there)"
     )
 
 
@@ -170,6 +172,27 @@ def drop_database(env: Env, host: str, port: int) -> None:
             cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
     finally:
         connection.close()
+
+
+def applied_revision(env: Env, host: str, port: int) -> str | None:
+    """The migration APPLICATION_DB is at (alembic_version), None if it has none."""
+    import psycopg2
+    from psycopg2 import errors
+
+    name = env["APPLICATION_DB"]
+    try:
+        connection = connect(env, host, port, name)
+    except psycopg2.OperationalError as error:
+        fail(f"cannot open database {name!r}: {str(error).strip()}")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT version_num FROM alembic_version")
+            row = cursor.fetchone()
+    except errors.UndefinedTable:
+        row = None
+    finally:
+        connection.close()
+    return row[0] if row else None
 
 
 def set_password(env: Env, host: str, port: int, password: str) -> str:

@@ -5,7 +5,10 @@ The servers such tests start and stop are the copy's own, never the developer's.
 
 import contextlib
 import os
+import pty
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -100,6 +103,41 @@ def start_inv(project: Path, db_server: str, *args: str, **env: str) -> subproce
         [*INV, *args], cwd=project, env=clean_environ(db_server, **env),
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+
+
+def on_a_terminal(
+    project: Path,
+    args: list[str],
+    script: list[tuple[str, bytes]],
+    cwd: Path | None = None,
+    **env: str,
+) -> tuple[int, str]:
+    """`inv ARGS` on a pseudo-terminal of its own, as a user's shell runs it: for each (text,
+    keys) of `script`, once `text` has been printed, `keys` are typed (b"\x03" is Ctrl-C).
+    Returns the exit status and everything printed."""
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: inv, with the terminal as its stdin, stdout and stderr
+        os.chdir(cwd or project)
+        os.execve(sys.executable, [*INV, *args], clean_environ("local", TERM="dumb", **env))
+    output, deadline = b"", time.monotonic() + TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            if script and script[0][0].encode() in output:
+                os.write(terminal, script.pop(0)[1])
+            if select.select([terminal], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(terminal, 65536)
+                except OSError:  # the terminal's other end is closed: inv has ended
+                    break
+                if not chunk:
+                    break
+                output += chunk
+    finally:
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+        status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        os.close(terminal)
+    return status, output.decode(errors="replace").replace("\r\n", "\n")
 
 
 def free_port() -> int:

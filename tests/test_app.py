@@ -1,7 +1,12 @@
 import os
 
 import pytest
+from apiflask import APIBlueprint, Schema
+from apiflask.fields import String
 from sqlalchemy import create_engine, text
+from werkzeug.debug import DebuggedApplication
+from werkzeug.exceptions import NotFound
+from werkzeug.test import Client
 
 from app import create_app
 
@@ -42,3 +47,96 @@ def test_a_password_with_url_delimiters_connects(role_with_awkward_password, mon
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT current_user")) == user
     engine.dispose()
+
+
+REAL_SECRET = "3f9c1e7a5b2d48f6a0c4e8b1d7f3a9c2"
+INTERNAL_ERROR = {"error": {"code": "internal_error", "message": "internal server error"}}
+
+
+def app_with_a_bug(config_name: str):
+    """A fresh app of `config_name` whose GET /bug raises, as a bug in a view does."""
+    broken = create_app(config_name)
+
+    @broken.get("/bug")
+    def bug():
+        raise RuntimeError("a bug in a view")
+
+    return broken
+
+
+@pytest.mark.parametrize("config_name", ["testing", "production", "development"])
+def test_an_unhandled_error_is_the_json_500_where_no_debugger_wraps_the_app(
+    app, monkeypatch, config_name
+):
+    # Development with FLASK_DEBUG=1 but no debugger: gunicorn under `inv serve`.
+    monkeypatch.setenv("SECRET_KEY", REAL_SECRET)
+    monkeypatch.setenv("FLASK_DEBUG", "1" if config_name == "development" else "0")
+    response = app_with_a_bug(config_name).test_client().get("/bug")
+    assert response.status_code == 500
+    assert response.json == INTERNAL_ERROR
+
+
+def test_an_unhandled_error_in_development_is_werkzeugs_debugger_page(app, monkeypatch):
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    # What `flask run --debug` serves: the app wrapped in the interactive debugger.
+    served = DebuggedApplication(app_with_a_bug("development"), evalex=True)
+    response = Client(served).get("/bug")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 500
+    assert response.mimetype == "text/html"
+    assert "Traceback" in page
+    assert "RuntimeError: a bug in a view" in page
+    assert "?__debugger__=yes" in page
+    assert "EVALEX = true" in page  # its console, which the PIN unlocks
+
+
+def app_with_notes():
+    """A fresh app with a second blueprint, registered as any new resource's is."""
+    notes = APIBlueprint("notes", __name__, url_prefix="/notes")
+
+    class Note(Schema):
+        text = String(required=True)
+
+    @notes.post("")
+    @notes.input(Note)
+    def create_note(json_data: dict):
+        return json_data, 201
+
+    @notes.patch("/<int:note_id>")
+    @notes.input(Note)
+    def change_note(note_id: int, json_data: dict):
+        return json_data
+
+    @notes.get("/<int:note_id>")
+    def get_note(note_id: int):
+        raise NotFound(f"no note with id {note_id}")
+
+    @notes.get("/bug")
+    def bug():
+        raise RuntimeError("a bug in a view")
+
+    other = create_app("testing")
+    other.register_blueprint(notes)
+    return other
+
+
+def test_a_second_blueprint_gets_the_json_guard_and_the_error_envelope(app):
+    client = app_with_notes().test_client()
+    assert client.post("/notes", json={"text": "hello"}).status_code == 201
+    for response in (
+        client.post("/notes", data="text=hello"),
+        client.patch("/notes/1", data="text=hello"),
+    ):
+        assert response.status_code == 415
+        assert response.json["error"] == {
+            "code": "unsupported_media_type",
+            "message": "send a JSON object with Content-Type: application/json",
+        }
+    assert client.get("/notes/1").json["error"]["code"] == "not_found"
+    assert client.delete("/notes/1").json["error"]["code"] == "method_not_allowed"
+    assert client.get("/notes/bug").json == INTERNAL_ERROR
+
+
+def test_a_body_that_is_not_json_to_an_unknown_path_or_method_is_a_404_or_405(client):
+    assert client.post("/nowhere", data="x=1").status_code == 404
+    assert client.put("/users/1", data="x=1").status_code == 405

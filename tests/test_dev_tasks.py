@@ -5,10 +5,13 @@ They run in a copy of the project (tasks, app, env, migrations and a few sample 
 so the servers they start and stop are never the developer's own.
 """
 
+import json
 import re
 import signal
 import socket
 import time
+import urllib.error
+import urllib.request
 
 import psycopg2
 import pytest
@@ -19,6 +22,7 @@ from project_copy import (
     free_port,
     local_inv,
     module_copy,
+    on_a_terminal,
     start_inv,
 )
 from werkzeug.debug import get_pin_and_cookie_name
@@ -36,6 +40,33 @@ inv = local_inv
 def dev_port(project):
     """A free port for the copy's development server, so the developer's own is never touched."""
     return str(free_port())
+
+
+BUG_VIEW = """
+
+@main.get("/bug")
+def bug():
+    raise RuntimeError("a bug in a view")
+"""
+
+
+@pytest.fixture
+def app_with_a_bug(project):
+    """The copy's app with GET /bug raising, as a bug in a view does (removed after)."""
+    views = project / "app" / "main.py"
+    original = views.read_text()
+    views.write_text(original + BUG_VIEW)
+    yield "/bug"
+    views.write_text(original)
+
+
+def fetch_error(url: str) -> tuple[int, str, bytes]:
+    """The status, Content-Type and body of the error `url` answers."""
+    try:
+        urllib.request.urlopen(url, timeout=30).close()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read()
+    pytest.fail(f"{url} answered without an error")
 
 
 # --------------------------------------------------------------------------- the development server
@@ -67,10 +98,13 @@ def test_development_data_survives_a_restart(project, dev_port):
     inv(project, "db.down")
 
 
-def test_inv_dev_serves_the_app_and_ctrl_c_keeps_the_database(project, dev_port, monkeypatch):
-    """And its debugger's PIN is not Werkzeug's default, which comes from the user name, the
-    Flask module's path, the MAC address and the machine id: what any local user can
-    compute, as this test does (that each run draws another: tests/test_steps.py)."""
+def test_inv_dev_serves_the_app_and_ctrl_c_keeps_the_database(
+    project, dev_port, app_with_a_bug, monkeypatch
+):
+    """A bug in a view shows Werkzeug's debugger page, its traceback in the terminal; the
+    debugger's PIN is not Werkzeug's default, which comes from the user name, the Flask
+    module's path, the MAC address and the machine id: what any local user can compute, as
+    this test does (that each run draws another: tests/test_steps.py)."""
     monkeypatch.delenv("WERKZEUG_DEBUG_PIN", raising=False)
     flask_app = type("Flask", (), {"__module__": "flask.app"})()  # as `flask run` names its app
     derivable = get_pin_and_cookie_name(flask_app)[0]
@@ -79,17 +113,51 @@ def test_inv_dev_serves_the_app_and_ctrl_c_keeps_the_database(project, dev_port,
     try:
         body = fetch_when_up(f"http://127.0.0.1:{web_port}/", lambda: run.poll() is None)
         assert body == b"Hello, World!"
+        status, content_type, page = fetch_error(f"http://127.0.0.1:{web_port}{app_with_a_bug}")
+        second = inv(project, "dev", POSTGRES_PORT=dev_port, FLASK_RUN_PORT=str(web_port))
     finally:
         run.send_signal(signal.SIGINT)
         output = run.communicate(timeout=TIMEOUT)[0]
     assert run.returncode in (0, 130), output
+    assert (status, content_type.split(";")[0]) == (500, "text/html"), page
+    for marker in (b"Traceback", b"RuntimeError: a bug in a view", b"?__debugger__=yes"):
+        assert marker in page
+    assert b"EVALEX = true" in page  # its console, which the PIN unlocks
+    assert "Traceback (most recent call last)" in output
+    assert "RuntimeError: a bug in a view" in output
     shown = re.search(r"the debugger's PIN for this run: (\S+)", output).group(1)
     assert f"Debugger PIN: {shown}" in output  # Werkzeug's own line: the PIN it checks
     assert shown != derivable
+    assert "is in use by this project's own app server" in second.stderr
+    assert "change FLASK_RUN_PORT in your environment" in second.stderr
     status = inv(project, "db.status")
     assert f"running on 127.0.0.1:{dev_port}" in status.stdout
     assert f"password in {local.password_file('development', project)}" in status.stdout
     inv(project, "db.down")
+
+
+def test_inv_flask_reaches_the_database_and_ctrl_c_in_its_shell_cancels_the_line(project, dev_port):
+    current = inv(project, "flask", "--", "db", "current", POSTGRES_PORT=dev_port)
+    assert current.returncode == 0, current.stderr
+    query = b'print("answer:", db.session.execute(db.text("SELECT 6 * 7")).scalar())\n'
+    status, output = on_a_terminal(
+        project, ["flask", "--", "shell"],
+        [(">>> ", b"from app.extensions import db\n(1 +\n"), ("... ", b"\x03"),
+         ("KeyboardInterrupt", query), ("answer: 42", b"exit()\n")],
+        POSTGRES_PORT=dev_port,
+    )  # fmt: skip
+    inv(project, "db.down")
+    assert status == 0, output
+    assert "answer: 42" in output
+
+
+def test_downgrade_names_the_migrations_it_goes_from_and_back_to(project, dev_port):
+    assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0
+    result = inv(project, "db.downgrade", POSTGRES_PORT=dev_port)
+    inv(project, "db.down")
+    files = sorted(p.stem for p in (project / "migrations" / "versions").glob("[0-9]*.py"))
+    assert result.returncode == 1
+    assert f"from {files[-1]} back to {files[-2]}?" in result.stderr
 
 
 def test_db_migrate_writes_a_migration_for_a_model_change(project, dev_port):
@@ -120,6 +188,7 @@ NO_ENGINE = "unix:///nonexistent/docker.sock"
 # One real `inv` run per kind of refusal; tests/test_steps.py checks each message in-process.
 BAD_INPUT = [
     (["db.up"], {"APPLICATION_CONFIG": "staging"}, "unknown APPLICATION_CONFIG 'staging'"),
+    (["test"], {"APPLICATION_CONFIG": "develpment"}, "unknown APPLICATION_CONFIG 'develpment'"),
     (["test"], {"APPLICATION_DB": "test; DROP"}, "is not a plain identifier"),
     (["db.up"], {"PG_BIN": "/nonexistent"}, "PG_BIN=/nonexistent has no `postgres`"),
     (["db.reset"], {}, "no terminal to ask on: pass --yes"),
@@ -171,14 +240,20 @@ def test_auto_uses_local_binaries_when_no_docker_engine_answers(project):
     assert "local, chosen by DB_SERVER=auto: no Docker engine answered" in result.stdout
 
 
-def test_inv_serve_runs_gunicorn_and_stops_on_ctrl_c(project, dev_port):
+def test_inv_serve_runs_gunicorn_and_stops_on_ctrl_c(project, dev_port, app_with_a_bug):
+    """A bug in a view is the JSON 500 there, FLASK_DEBUG=1 or not: gunicorn has no debugger."""
     web_port = str(free_port())
+    # A master and its worker, each importing the app: one worker is enough to stop.
     run = start_inv(
-        project, "local", "serve", POSTGRES_PORT=dev_port, WEB_PORT=web_port, WEB_CONCURRENCY="1"
-    )  # a master and its worker, each importing the app: one worker is enough to stop
+        project, "local", "serve", POSTGRES_PORT=dev_port, WEB_PORT=web_port,
+        WEB_CONCURRENCY="1", FLASK_DEBUG="1",
+    )  # fmt: skip
     try:
         body = fetch_when_up(f"http://127.0.0.1:{web_port}/health", lambda: run.poll() is None)
         assert body is not None and b'"database":"ok"' in body.replace(b" ", b"")
+        status, content_type, error = fetch_error(f"http://127.0.0.1:{web_port}{app_with_a_bug}")
+        assert (status, content_type) == (500, "application/json")
+        assert json.loads(error)["error"]["code"] == "internal_error"
     finally:
         run.send_signal(signal.SIGINT)
         output = run.communicate(timeout=TIMEOUT)[0]

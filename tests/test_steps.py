@@ -95,6 +95,22 @@ def test_application_config_names_the_environment(project):
     assert environment.read_env(None, {}).name == "development"
 
 
+def test_a_misspelt_application_config_is_refused_where_the_task_picks_the_environment(project):
+    message = failure(environment.read_env, "testing", {"APPLICATION_CONFIG": "develpment"})
+    assert "unknown APPLICATION_CONFIG 'develpment'" in message
+
+
+def test_the_hint_names_where_a_value_came_from(project):
+    from_file = environment.read_env("development", {})
+    from_shell = environment.read_env("development", {"FLASK_RUN_PORT": "5000"})
+    assert environment.where_to_set(from_file, "FLASK_RUN_PORT") == (
+        "set FLASK_RUN_PORT in env/development.local.env"
+    )
+    assert "change FLASK_RUN_PORT in your environment" in environment.where_to_set(
+        from_shell, "FLASK_RUN_PORT"
+    )
+
+
 def test_a_malformed_env_line_is_named_with_its_file_and_line(project):
     (project / "env" / "development.local.env").write_text(
         "POSTGRES_PORT=5433\nthis is not a variable\n"
@@ -167,6 +183,29 @@ def test_arguments_after_the_dashes_keep_their_quoting():
         "create or delete",
         "tests/test users.py",
     ]
+
+
+def test_paths_after_the_dashes_are_relative_to_the_user_s_folder(tmp_path):
+    (tmp_path / "test_models.py").touch()
+    args = ["test_models.py::test_one", "-k", "test_models.py", "-x", "not_a_file.py"]
+    assert app_commands.paths_from(tmp_path, args) == [
+        f"{tmp_path}/test_models.py::test_one", "-k", "test_models.py", "-x", "not_a_file.py",
+    ]  # fmt: skip
+
+
+def test_every_task_s_one_line_help_is_a_whole_sentence():
+    for name in tasks.ns.task_names:
+        first, _, rest = tasks.ns[name].__doc__.strip().partition("\n")
+        assert first[0].isupper() and first.endswith("."), name
+        assert not rest or rest.startswith("\n"), f"{name}: its first sentence goes on"
+    assert "APPLICATION_CONFIG=testing inv db.up" in tasks.test.__doc__  # the fast loop
+
+
+def test_ctrl_c_stops_the_task_after_its_command_unless_the_command_is_interactive():
+    with pytest.raises(KeyboardInterrupt):
+        commands.exit_code(2, [signal.SIGINT])
+    assert commands.exit_code(0, [signal.SIGINT], interactive=True) == 0
+    assert commands.exit_code(-signal.SIGINT, []) == 130
 
 
 def test_compose_exec_and_run_get_minus_t_without_a_terminal():

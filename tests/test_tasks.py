@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 from project_copy import (
+    INV,
     TIMEOUT,
     clean_environ,
     local_inv,
     module_copy,
+    on_a_terminal,
     start_inv,
     wait_for_marker,
 )
@@ -102,9 +104,29 @@ def test_an_interrupted_run_stops_its_server_and_deletes_its_cluster(project, tm
     run.send_signal(signum)
     output = run.communicate(timeout=TIMEOUT)[0]
 
-    assert run.returncode == (2 if signum == signal.SIGINT else 128 + signum), output
+    assert run.returncode == 128 + signum, output
     assert throwaway_clusters(project) == set()
     assert stray_throwaway_servers(project) == []
+
+
+def test_ctrl_c_typed_while_pytest_starts_is_one_line_and_130(project, leaves_nothing_behind):
+    status, output = on_a_terminal(project, ["test"], [("throwaway testing PostgreSQL", b"\x03")])
+    assert status == 130, output
+    assert "Traceback" not in output
+    after = output.split("throwaway testing PostgreSQL", 1)[1].strip().splitlines()[1:]
+    assert len(after) <= 5, output  # pytest's own "KeyboardInterrupt" lines, if it had started
+    assert after[-1].endswith("inv: interrupted; nothing this run started is left running")
+
+
+def test_paths_after_the_dashes_are_relative_to_the_folder_the_user_is_in(
+    project, leaves_nothing_behind
+):
+    result = subprocess.run(
+        [*INV, "test", "--", "test_sample.py::test_passing"], cwd=project / "tests",
+        env=clean_environ("local"), capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
 
 
 # --------------------------------------------------------------------------- plain pytest
