@@ -28,16 +28,25 @@ from steps.app_commands import (
     web_port,
 )
 from steps.commands import background, confirm, fail, remainder, run, say, task
-from steps.compose import compose_command, compose_project, require_docker, without_tty
+from steps.compose import (
+    compose_command,
+    compose_project,
+    docker_list,
+    require_docker,
+    stack_database,
+    without_tty,
+)
 from steps.environment import export, load_env
 from steps.postgres import LOOPBACK, create_database, drop_database, free_port, wait_until_ready
-from steps.servers import ExternalServer, database_for_tests, database_server, db_servers
+from steps.servers import ExternalServer, database_for_tests, database_server, db_servers, task_for
 from steps.swarm import (
+    answering_address,
     remove_stack,
     remove_stack_volumes,
     require_production,
     require_swarm_manager,
     stack_leftovers,
+    stack_name,
     swarm_spec,
     tag_with_id,
 )
@@ -49,6 +58,14 @@ MODELS_CHECK = "tests/test_migrations.py::test_the_models_and_the_migrations_agr
 def server(c, env, throwaway=False):
     """database_server with the ready timeout of invoke's config."""
     return database_server(env, throwaway, c.config.postgres.ready_timeout)
+
+
+def production_stack_database(env):
+    """The production database running in this project's Compose or Swarm stack on this
+    engine (it publishes no port), unless DATABASE_URL or DB_SERVER=local names another."""
+    if env.production and env.db_server != "local" and not env.vars.get("DATABASE_URL"):
+        return stack_database(env)
+    return None
 
 
 @task
@@ -236,7 +253,8 @@ def db_down(c):
     if isinstance(servers, ExternalServer):
         servers.stop()
     elif servers.stop():
-        say(f"stopped the {env.name} PostgreSQL server ({servers.describe()}); data kept")
+        kept = "data kept" if servers.keeps_data else "its data is gone with it"
+        say(f"stopped the {env.name} PostgreSQL server ({servers.describe()}); {kept}")
     else:
         say(f"the {env.name} PostgreSQL server is not running: nothing to stop")
     if env.name == "testing" and warm_pytest.stop():
@@ -247,6 +265,12 @@ def db_down(c):
 def db_status(c):
     """Show where this environment's database server is, and whether it runs."""
     env = load_env()
+    if in_stack := production_stack_database(env):
+        container, where = in_stack
+        print(
+            f"{env.name}: running in {where} (container {container}); `{task_for(env, 'db.shell')}` opens psql there"
+        )
+        return
     servers = db_servers(env)
     port = servers.running()
     if port is not None:
@@ -262,6 +286,10 @@ def db_status(c):
 def db_shell(c):
     """Open psql on the app's database, with the psql that matches its server."""
     env = load_env()
+    if in_stack := production_stack_database(env):
+        psql = ["psql", "-U", env["POSTGRES_USER"], env["APPLICATION_DB"]]
+        interactive = ["--interactive", "--tty"] if sys.stdin.isatty() else ["--interactive"]
+        raise Exit(code=run(["docker", "exec", *interactive, in_stack[0], *psql], interactive=True))
     with server(c, env) as (host, port):
         create_database(env, host, port)
         export(PGPASSWORD=env["POSTGRES_PASSWORD"])
@@ -295,7 +323,12 @@ def compose_cli(c):
     """Run docker compose on this environment's project: `inv compose -- logs db`, `-- ps`."""
     env = load_env()
     require_docker(alternative="")
-    raise Exit(code=run(compose_command(env, compose_project(env)) + without_tty(remainder(c))))
+    project, args = compose_project(env), without_tty(remainder(c))
+    if args[:1] == ["logs"] and not docker_list("ps", project, "--all", "--quiet").strip():
+        fail(
+            f"the {env.name} Compose project {project} is stopped (no containers): no logs to show"
+        )
+    raise Exit(code=run(compose_command(env, project) + args))
 
 
 @task(name="deploy", help={"replicas": "web replicas (default: WEB_REPLICAS, else 2)"})
@@ -307,7 +340,7 @@ def stack_deploy(c, replicas=None):
     env = load_env()
     require_production(env)
     require_swarm_manager(c)
-    stack = compose_project(env)
+    stack = stack_name(env)
     if not c.run(shlex.join([*compose_command(env, stack), "build", "web"]), warn=True).ok:
         fail("building the web image failed (see above)")
     image = tag_with_id(c, env.vars.get("WEB_IMAGE") or "flask-invoke-web:latest")
@@ -319,10 +352,14 @@ def stack_deploy(c, replicas=None):
         fail(
             f"`docker stack deploy` of {stack} failed (see above); `inv stack.status` shows where it is"
         )
-    port = env.vars.get("WEB_PORT") or 8000
-    say(
-        f"stack {stack} is up: http://<any swarm node>:{port}/ (Swarm publishes on every interface)"
-    )
+    port = int(env.vars.get("WEB_PORT") or 8000)
+    if url := answering_address(port):
+        say(f"stack {stack} is up: {url} (Swarm publishes port {port} on every node's interfaces)")
+    else:
+        say(
+            f"stack {stack} is up, but nothing answers on port {port} here: Swarm's routing mesh "
+            f"needs IPVS in the kernel; the replicas answer on the network {stack}_default as http://web:8000/"
+        )
 
 
 @task(name="status")
@@ -331,9 +368,10 @@ def stack_status(c):
     env = load_env()
     require_production(env)
     require_swarm_manager(c)
-    stack = compose_project(env)
-    if not c.run(f"docker stack services {stack}", warn=True).ok:
-        fail(f"no stack {stack}: `inv stack.deploy` deploys it")
+    stack = stack_name(env)
+    if not stack_leftovers(stack).strip():
+        fail(f"no stack {stack}: `{task_for(env, 'stack.deploy')}` deploys it")
+    c.run(f"docker stack services {stack}", warn=True)
     raise Exit(
         code=c.run(f"docker stack ps --filter desired-state=running {stack}", warn=True).exited
     )
@@ -348,7 +386,7 @@ def stack_rm(c, volumes=False, yes=False):
     env = load_env()
     require_production(env)
     require_swarm_manager(c)
-    stack = compose_project(env)
+    stack = stack_name(env)
     if volumes:
         confirm(f"delete the volumes of stack {stack}, with the database's data?", yes, True)
     if not stack_leftovers(stack).strip():
@@ -357,7 +395,10 @@ def stack_rm(c, volumes=False, yes=False):
         remove_stack(c, stack)
         say(f"removed stack {stack}" + ("" if volumes else "; its volumes are kept"))
     if volumes:
-        remove_stack_volumes(c, stack)
+        removed, kept = remove_stack_volumes(c, stack)
+        say(f"deleted the volume(s) {', '.join(removed)}" if removed else "no volume to delete")
+        if kept:
+            fail(f"Docker kept the volume(s) {', '.join(kept)} (in use): `docker volume rm` them")
 
 
 @task(

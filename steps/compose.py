@@ -163,6 +163,27 @@ def remove_compose_project(env: Env, project: str) -> None:
         compose_run(env, project, "down", "--volumes", "--remove-orphans", "--timeout", "0")
 
 
+def stack_database(env: Env) -> tuple[str, str] | None:
+    """The running `db` container of this environment's Compose project, else of its Swarm
+    stack on this engine: (container id, what runs it); None without either."""
+    if not docker_engine_answers():
+        return None
+    project, stack = compose_project(env), compose_project(env, "-swarm")
+    where = {
+        f"the Compose project {project}": (f"com.docker.compose.project={project}", "com.docker.compose.service=db"),
+        f"the Swarm stack {stack}": (f"com.docker.stack.namespace={stack}", f"com.docker.swarm.service.name={stack}_db"),
+    }  # fmt: skip
+    for what, labels in where.items():
+        filters = [word for label in labels for word in ("--filter", f"label={label}")]
+        found = subprocess.run(
+            ["docker", "ps", *filters, "--filter", "status=running", "--quiet"],
+            capture_output=True, text=True,
+        ).stdout.split()  # fmt: skip
+        if found:
+            return found[0], what
+    return None
+
+
 def compose_db_alive(env: Env, project: str) -> Callable[[], str | None]:
     """Why the `db` container is gone, checked about once a second (docker calls are slow)."""
     last = [time.monotonic()]
@@ -224,8 +245,13 @@ class ComposeServers(Servers):
             with signals_held():
                 remove_compose_project(self.env, project)
 
+    @property
+    def keeps_data(self) -> bool:
+        return self.env.name != "testing"  # compose/testing.yml: the data is on tmpfs
+
     def where(self) -> str:
-        return f"project {self.project}; data in its volumes; log: `inv compose -- logs db`"
+        data = "data in its volume" if self.keeps_data else "data on tmpfs, gone when it stops"
+        return f"project {self.project}; {data}; log: `inv compose -- logs db`"
 
     def psql(self, port: int, database: str) -> list[str]:
         """The psql inside the `db` container: the server's own version."""

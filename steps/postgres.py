@@ -47,6 +47,11 @@ class Servers:
         """A server for this block only, removed on the way out whatever happens."""
         raise NotImplementedError
 
+    @property
+    def keeps_data(self) -> bool:
+        """Whether its data outlives a stop."""
+        return True
+
     def where(self) -> str:
         """Where its data and logs are, for `db.status`."""
         raise NotImplementedError

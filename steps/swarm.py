@@ -9,7 +9,7 @@ import time
 
 from steps import PROJECT
 from steps.commands import fail
-from steps.compose import compose_file, compose_or_fail, require_docker
+from steps.compose import compose_file, compose_or_fail, compose_project, require_docker
 from steps.environment import Env
 
 # Compose keys `docker stack deploy` refuses or ignores: the web entry point waits for the
@@ -25,6 +25,27 @@ def require_swarm_manager(c) -> None:
             "this Docker engine is not a swarm manager: `docker swarm init` makes it one "
             "(a swarm of this machine), or run this on a manager of your swarm"
         )
+
+
+def stack_name(env: Env) -> str:
+    """`<project>-production-swarm`: never the Compose production project's name, so that
+    neither takes the other's network or volume (each keeps its own data)."""
+    return compose_project(env, "-swarm")
+
+
+def answering_address(port: int, timeout: float = 10) -> str | None:
+    """http://127.0.0.1:PORT/ once its /health answers there, or None at the deadline."""
+    import urllib.request
+
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}health", timeout=2):
+                return url
+        except OSError:
+            time.sleep(0.5)
+    return None
 
 
 def require_production(env: Env) -> None:
@@ -103,8 +124,12 @@ def remove_stack(c, stack: str, timeout: float = 120) -> None:
         time.sleep(0.5)
 
 
-def remove_stack_volumes(c, stack: str) -> None:
+def remove_stack_volumes(c, stack: str) -> tuple[list[str], list[str]]:
+    """Delete the stack's volumes; returns those deleted and those Docker kept (in use)."""
     label = f"label=com.docker.stack.namespace={stack}"
     volumes = c.run(f"docker volume ls --quiet --filter {label}", hide=True, warn=True).stdout
+    removed, kept = [], []
     for volume in volumes.split():
-        c.run(f"docker volume rm {volume}", hide=True, warn=True)
+        deleted = c.run(f"docker volume rm {volume}", hide=True, warn=True).ok
+        (removed if deleted else kept).append(volume)
+    return removed, kept

@@ -16,6 +16,7 @@ import urllib.request
 import psycopg2
 import pytest
 from project_copy import (
+    INV,
     TIMEOUT,
     clean_environ,
     fetch_when_up,
@@ -141,7 +142,7 @@ def test_an_interrupted_run_on_compose_removes_its_project(
     assert project_labels(f"{compose_prefix(project)}-testing-"), "its db should be running now"
     run.send_signal(signal.SIGINT)
     output = run.communicate(timeout=TIMEOUT)[0]
-    assert run.returncode == 2, output
+    assert run.returncode == 130, output
 
 
 def test_a_warm_compose_test_server_is_used_and_left_running(project, leaves_no_test_project):
@@ -151,15 +152,25 @@ def test_a_warm_compose_test_server_is_used_and_left_running(project, leaves_no_
         result = inv(project, "test")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "warm testing PostgreSQL server" in result.stderr
-        assert "running on" in inv(project, "db.status", APPLICATION_CONFIG="testing").stdout
+        status = inv(project, "db.status", APPLICATION_CONFIG="testing").stdout
+        assert "running on" in status
+        assert "data on tmpfs, gone when it stops" in status
     finally:
-        assert inv(project, "db.down", APPLICATION_CONFIG="testing").returncode == 0
+        down = inv(project, "db.down", APPLICATION_CONFIG="testing")
+        assert down.returncode == 0
+        assert "its data is gone with it" in down.stderr
     assert project_labels(f"{compose_prefix(project)}-testing") == set()
 
 
 def test_auto_says_it_chose_compose(project):
     result = inv(project, "db.status", DB_SERVER="auto")
     assert "compose, chosen by DB_SERVER=auto: a Docker engine answered" in result.stdout
+
+
+def test_the_logs_of_a_stopped_environment_say_it_is_stopped(project):
+    result = inv(project, "compose", "--", "logs", APPLICATION_CONFIG="testing")
+    assert (result.returncode, result.stderr.count("\n")) == (1, 1), result.stderr
+    assert "is stopped (no containers): no logs to show" in result.stderr
 
 
 # --------------------------------------------------------------------------- the development db
@@ -214,6 +225,15 @@ def test_the_production_stack_serves_the_api_and_keeps_its_data(project, ports, 
         created = assert_the_api_works(url, "prod@example.com")
         server = urllib.request.urlopen(f"{url}/health", timeout=5).headers.get("Server", "")
         assert "gunicorn" in server
+        status = inv(project, "db.status", **env)
+        assert (
+            f"running in the Compose project {compose_prefix(project)}-production" in status.stdout
+        )
+        shell = subprocess.run(
+            [*INV, "db.shell"], input="SELECT email FROM users;\n", cwd=project,
+            env=clean_environ("compose", **env), capture_output=True, text=True, timeout=TIMEOUT,
+        )  # fmt: skip
+        assert "prod@example.com" in shell.stdout, shell.stderr
 
         assert inv(project, "compose", "--", "down", **env).returncode == 0
         up = inv(project, "compose", "--", "up", "--detach", "--wait", **env)

@@ -359,6 +359,13 @@ def test_two_clones_in_folders_of_the_same_name_get_their_own_compose_projects(t
     assert compose.project_name(first) == compose.project_name(tmp_path / "a" / "myapp")
 
 
+def test_the_swarm_stack_and_the_compose_production_project_have_their_own_names():
+    env = environment.Env("production", {"COMPOSE_PROJECT_NAME": "shop"})
+    assert (swarm.stack_name(env), compose.compose_project(env)) == (
+        "shop-production-swarm", "shop-production",
+    )  # fmt: skip
+
+
 def test_compose_project_name_is_honoured():
     env = environment.Env("development", {"COMPOSE_PROJECT_NAME": "shop"})
     assert compose.compose_project(env) == "shop-development"

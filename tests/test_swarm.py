@@ -9,7 +9,15 @@ import secrets
 import subprocess
 
 import pytest
-from project_copy import free_port, make_copy, run_inv, skip_module_without_docker_engine
+from project_copy import (
+    INV,
+    TIMEOUT,
+    clean_environ,
+    free_port,
+    make_copy,
+    run_inv,
+    skip_module_without_docker_engine,
+)
 from swarm_engine import (
     ROUTING_MESH,
     alone_with_the_engine_s_networks,
@@ -63,13 +71,23 @@ def test_a_stack_refuses_to_deploy_without_its_secrets(project, production):
 
 
 def test_three_replicas_serve_the_api_and_migrated_once(project, production, tmp_path_factory):
-    stack = f"{compose.project_name(project.resolve())}-production"
+    stack = f"{compose.project_name(project.resolve())}-production-swarm"
     repository = production["WEB_IMAGE"].split(":")[0]
     dangling_before = set(dangling_images())
     with alone_with_the_engine_s_networks(tmp_path_factory), swarm_manager():
         try:
+            absent = inv(project, "stack.status", **production)
+            assert (absent.returncode, absent.stderr.count("\n")) == (1, 1), absent.stderr
+            assert f"no stack {stack}" in absent.stderr
             deploy = inv(project, "stack.deploy", "--replicas", "3", **production)
             assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+            last = deploy.stderr.strip().splitlines()[-1]
+            port = production["WEB_PORT"]
+            if ROUTING_MESH:
+                assert f"is up: http://127.0.0.1:{port}/" in last
+            else:  # the line says so, and where the replicas do answer
+                assert f"nothing answers on port {port} here" in last
+                assert f"{stack}_default as http://web:8000/" in last
 
             services = docker("service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}", "--format", "{{.Name}} {{.Replicas}}")  # fmt: skip
             assert sorted(services.split("\n")) == [f"{stack}_db 1/1", f"{stack}_web 3/3"]
@@ -86,6 +104,14 @@ def test_three_replicas_serve_the_api_and_migrated_once(project, production, tmp
             assert calls == {"counts": {"POST 201": 6, "GET 200": 6}, "failures": []}
             health = run_client_health(f"{stack}_default", image)
             assert health == ["200"] * 3
+            status = inv(project, "db.status", **production)
+            assert f"running in the Swarm stack {stack}" in status.stdout, status.stderr
+            shell = subprocess.run(
+                [*INV, "db.shell"], input="SELECT count(*) FROM users;\n", cwd=project,
+                env=clean_environ("compose", **production), capture_output=True, text=True,
+                timeout=TIMEOUT,
+            )  # fmt: skip
+            assert " 6\n" in shell.stdout, shell.stdout + shell.stderr
             if ROUTING_MESH:
                 mesh = run_client(
                     "host", image, f"http://127.0.0.1:{production['WEB_PORT']}", requests=3
@@ -95,6 +121,7 @@ def test_three_replicas_serve_the_api_and_migrated_once(project, production, tmp
             removed = inv(project, "stack.rm", "--volumes", "--yes", **production)
             remove_images(repository, project.name.lower())
         assert removed.returncode == 0, removed.stderr
+        assert f"deleted the volume(s) {stack}_db-data" in removed.stderr
         assert swarm.stack_leftovers(stack).strip() == ""
         assert docker("volume", "ls", "--quiet", "--filter", f"name={stack}") == ""
     assert docker("image", "ls", "--quiet", repository) == ""

@@ -197,7 +197,7 @@ def test_other_python_variables_are_served_the_ordinary_way(warm):
 
 @pytest.mark.parametrize(
     ("signum", "code"),
-    [(signal.SIGINT, 2), (signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGKILL, None)],
+    [(signal.SIGINT, 130), (signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGKILL, None)],
 )
 def test_a_signal_to_inv_ends_its_fork_and_only_that(warm, tmp_path, signum, code):
     marker = tmp_path / "started"
