@@ -51,6 +51,8 @@ from steps.swarm import (
     tag_with_id,
 )
 
+# Compose commands that create and start no container: they need no secret.
+STARTS_NOTHING = {"down", "logs", "ps", "stop", "kill", "rm", "top", "port", "images", "events"}
 # The test that fails when the models and the migrations differ.
 MODELS_CHECK = "tests/test_migrations.py::test_the_models_and_the_migrations_agree"
 
@@ -321,9 +323,11 @@ def flask_cli(c):
 @task(name="compose")
 def compose_cli(c):
     """Run docker compose on this environment's project: `inv compose -- logs db`, `-- ps`."""
-    env = load_env()
+    args = without_tty(remainder(c))
+    verb = next((word for word in args if not word.startswith("-")), None)
+    env = load_env(secrets=verb not in STARTS_NOTHING)
     require_docker(alternative="")
-    project, args = compose_project(env), without_tty(remainder(c))
+    project = compose_project(env)
     if args[:1] == ["logs"] and not docker_list("ps", project, "--all", "--quiet").strip():
         fail(
             f"the {env.name} Compose project {project} is stopped (no containers): no logs to show"
@@ -343,7 +347,7 @@ def stack_deploy(c, replicas=None):
     stack = stack_name(env)
     if not c.run(shlex.join([*compose_command(env, stack), "build", "web"]), warn=True).ok:
         fail("building the web image failed (see above)")
-    image = tag_with_id(c, env.vars.get("WEB_IMAGE") or "flask-invoke-web:latest")
+    image = tag_with_id(c, env["WEB_IMAGE"])
     export(WEB_IMAGE=image, WEB_REPLICAS=replicas or env.vars.get("WEB_REPLICAS") or 2)
     say(f"deploying stack {stack} with {image}, {os.environ['WEB_REPLICAS']} web replicas")
     deploy = ["docker", "stack", "deploy", "--detach=false", "--resolve-image", "never"]

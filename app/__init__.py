@@ -1,6 +1,8 @@
 """The application factory."""
 
 import os
+import tomllib
+from pathlib import Path
 
 from apiflask import APIFlask
 
@@ -13,11 +15,19 @@ from app.startup import prepare_database
 from app.users import users
 
 
+def project_name_and_version() -> tuple[str, str]:
+    """The API's title and version: the project's, from [project] in pyproject.toml."""
+    with (Path(__file__).resolve().parent.parent / "pyproject.toml").open("rb") as settings:
+        project = tomllib.load(settings)["project"]
+    return project["name"], project["version"]
+
+
 def create_app(config_name: str | None = None) -> APIFlask:
     """Build the app for `config_name` (default: FLASK_CONFIG), reading the environment now."""
     # An API: no static files; its description at /openapi.json, its docs page at /docs.
+    name, version = project_name_and_version()
     app = APIFlaskWithDebugger(
-        __name__, title="Users API", version="1.0", static_folder=None, docs_path="/docs"
+        __name__, title=name, version=version, static_folder=None, docs_path="/docs"
     )
     app.config.from_mapping(load_config(config_name or os.environ.get("FLASK_CONFIG"), os.environ))
     app.config.update(

@@ -84,7 +84,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="rolling-") as folder, swarm_manager():
         root = make_copy(Path(folder))
-        stack = f"{compose.project_name(root.resolve())}-production"
+        stack = f"{compose.project_name(root.resolve())}-production-swarm"
         repository = f"{root.name.lower()}-web"
         environ = clean_environ(
             "compose",

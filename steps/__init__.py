@@ -15,6 +15,13 @@ interruptible  `python -m MODULE`, ended by Ctrl-C with status 130 and no traceb
 swarm        the production stack on Docker Swarm
 """
 
+import tomllib
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
+
+
+def name_of(project: Path = PROJECT) -> str:
+    """The project's name: `name` of [project] in its pyproject.toml."""
+    with (project / "pyproject.toml").open("rb") as settings:
+        return tomllib.load(settings)["project"]["name"]

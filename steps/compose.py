@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from steps import PROJECT
+from steps import PROJECT, name_of
 from steps.commands import fail, signals_held
 from steps.environment import Env, export
 from steps.local import process_alive
@@ -31,10 +31,15 @@ def compose_file(env: Env) -> Path:
 
 
 def project_name(folder: Path) -> str:
-    """`<folder name>-<hash of its path>`: two clones in folders of the same name never share
-    a Compose project, nor its volumes (Compose wants lowercase letters, digits, - and _)."""
-    name = re.sub(r"[^a-z0-9_-]+", "-", folder.name.lower()).strip("-_")[:30] or "app"
+    """`<project's name>-<hash of its path>`: two clones of one project never share a Compose
+    project, its volumes or an image (Compose wants lowercase letters, digits, - and _)."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", name_of(folder).lower()).strip("-_")[:30] or "app"
     return f"{name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
+
+
+def default_web_image(env_name: str) -> str:
+    """This clone's own web image: `<project_name>-web:dev` (development) or `:latest`."""
+    return f"{project_name(PROJECT)}-web:{'dev' if env_name == 'development' else 'latest'}"
 
 
 def compose_project(env: Env, suffix: str = "") -> str:

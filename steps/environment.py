@@ -142,9 +142,16 @@ def check_app_config(values: Mapping[str, str]) -> None:
         fail(str(error))
 
 
-def read_env(name: str | None = None, environ: Mapping[str, str] | None = None) -> Env:
+# Commands that create or start nothing (compose down, logs) need no real secret.
+UNUSED_SECRET = "unused-by-this-command"
+
+
+def read_env(
+    name: str | None = None, environ: Mapping[str, str] | None = None, secrets: bool = True
+) -> Env:
     """The checked environment `name` (default APPLICATION_CONFIG, else development), without
-    exporting it: env/<name>.env < env/<name>.local.env < `environ` (the process's)."""
+    exporting it: env/<name>.env < env/<name>.local.env < `environ` (the process's).
+    secrets=False: SECRET_KEY and POSTGRES_PASSWORD may be missing (for what starts nothing)."""
     environ = os.environ if environ is None else environ
     # A misspelt name is an error even where the task chooses the environment (inv test).
     for given in (environ.get("APPLICATION_CONFIG"), name):
@@ -160,14 +167,22 @@ def read_env(name: str | None = None, environ: Mapping[str, str] | None = None) 
         values.update(read_env_file(local))
     values.update(environ)
     values["APPLICATION_CONFIG"] = name
+    if not values.get("WEB_IMAGE"):
+        from steps.compose import default_web_image  # compose imports this module
+
+        values["WEB_IMAGE"] = default_web_image(name)
     if name == "testing":
         for var in IGNORED_BY_TESTING:
             if values.pop(var, None):
                 say(
                     f"{var} is ignored by the testing environment: the tests use the database the tasks start"
                 )
+    if not secrets:
+        for var in ("SECRET_KEY", "POSTGRES_PASSWORD"):
+            values[var] = values.get(var) or UNUSED_SECRET
     check_variables(name, values)
-    check_app_config(values)
+    if secrets:
+        check_app_config(values)
     return Env(name, values, frozenset(environ))
 
 
@@ -178,9 +193,9 @@ def where_to_set(env: Env, variable: str) -> str:
     return f"set {variable} in env/{env.name}.local.env"
 
 
-def load_env(name: str | None = None) -> Env:
+def load_env(name: str | None = None, secrets: bool = True) -> Env:
     """Read the environment `name` and export it: the app and every command read it."""
-    env = read_env(name)
+    env = read_env(name, secrets=secrets)
     if env.name == "testing":
         for var in IGNORED_BY_TESTING:
             os.environ.pop(var, None)

@@ -105,7 +105,7 @@ def test_compose_config_is_clean_for_every_environment(project, env):
 def test_production_refuses_to_start_without_its_secrets(project):
     environ = {
         k: v
-        for k, v in clean_environ("compose").items()
+        for k, v in clean_environ("compose", WEB_IMAGE="refuse-web:latest").items()
         if k not in ("SECRET_KEY", "POSTGRES_PASSWORD")
     }
     result = subprocess.run(
@@ -215,13 +215,36 @@ def test_the_development_stack_creates_its_database_and_serves_the_api(project, 
         inv(project, "compose", "--", "down", "--volumes", **env)
 
 
-def test_the_production_stack_serves_the_api_and_keeps_its_data(project, ports, web_image):
-    """From nothing: POST, GET the same row, /health; then down + up (volume kept): still there."""
-    env = {**ports, **PRODUCTION, "WEB_IMAGE": web_image("latest")}
+@pytest.fixture
+def renamed_shop(project):
+    """The copy renamed `shop` in its pyproject.toml, as a new project starts; its images
+    removed after."""
+    settings = project / "pyproject.toml"
+    original = settings.read_text()
+    settings.write_text(original.replace('name = "flask-invoke"', 'name = "shop"', 1))
+    prefix = compose_prefix(project)
+    dangling = set(dangling_images())
+    yield prefix
+    remove_images(f"{prefix}-web", prefix)
+    settings.write_text(original)
+    assert set(dangling_images()) <= dangling
+
+
+def test_the_production_stack_serves_the_api_and_keeps_its_data(project, ports, renamed_shop):
+    """From nothing, in a project renamed `shop`: POST, GET the same row, /health; then down +
+    up (volume kept): still there. Its name is the API's title, its image's and its project's."""
+    env = {**ports, **PRODUCTION}
     url = f"http://127.0.0.1:{ports['WEB_PORT']}"
     try:
         up = inv(project, "compose", "--", "up", "--detach", "--build", "--wait", **env)
         assert up.returncode == 0, up.stderr
+        assert renamed_shop.startswith("shop-")
+        assert project_labels(f"{renamed_shop}-production") == {f"{renamed_shop}-production"}
+        assert docker_image_exists(f"{renamed_shop}-web:latest")
+        assert (
+            json.load(urllib.request.urlopen(f"{url}/openapi.json", timeout=5))["info"]["title"]
+            == "shop"
+        )
         created = assert_the_api_works(url, "prod@example.com")
         server = urllib.request.urlopen(f"{url}/health", timeout=5).headers.get("Server", "")
         assert "gunicorn" in server
@@ -243,7 +266,13 @@ def test_the_production_stack_serves_the_api_and_keeps_its_data(project, ports, 
         assert logs.count("Running upgrade  -> 0001") == 0  # the logs are of the new container
         assert "prepare-database: database application on db:5432 is at head" in logs
     finally:
-        inv(project, "compose", "--", "down", "--volumes", **env)
+        # Reading logs and tearing down need no secret.
+        no_secrets = {k: v for k, v in env.items() if k not in ("SECRET_KEY", "POSTGRES_PASSWORD")}
+        logs = inv(project, "compose", "--", "logs", "web", **no_secrets)
+        down = inv(project, "compose", "--", "down", "--volumes", **no_secrets)
+    assert (logs.returncode, down.returncode) == (0, 0), logs.stderr + down.stderr
+    assert "is at head" in logs.stdout
+    assert project_labels(f"{renamed_shop}-production") == set()
 
 
 def test_production_web_replicas_migrate_once_and_a_failed_migration_never_serves(
@@ -316,6 +345,11 @@ def web_image(project):
     yield lambda tag: f"{repository}:{tag}"
     remove_images(repository, compose_prefix(project))
     assert set(dangling_images()) <= dangling
+
+
+def docker_image_exists(image: str) -> bool:
+    inspect = ["docker", "image", "inspect", image]
+    return subprocess.run(inspect, capture_output=True).returncode == 0
 
 
 def call(url: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:

@@ -352,10 +352,13 @@ def test_a_server_that_stopped_on_a_full_disk_says_so(tmp_path):
     assert cluster.why_it_stopped().endswith("No space left on device")
 
 
-def test_two_clones_in_folders_of_the_same_name_get_their_own_compose_projects(tmp_path):
+def test_two_clones_of_one_project_get_their_own_compose_projects(tmp_path):
     first, second = tmp_path / "a" / "myapp", tmp_path / "b" / "myapp"
+    for clone in (first, second):
+        clone.mkdir(parents=True)
+        shutil.copy(PROJECT / "pyproject.toml", clone)
     assert compose.project_name(first) != compose.project_name(second)
-    assert compose.project_name(first).startswith("myapp-")
+    assert compose.project_name(first).startswith("flask-invoke-")
     assert compose.project_name(first) == compose.project_name(tmp_path / "a" / "myapp")
 
 
@@ -364,6 +367,15 @@ def test_the_swarm_stack_and_the_compose_production_project_have_their_own_names
     assert (swarm.stack_name(env), compose.compose_project(env)) == (
         "shop-production-swarm", "shop-production",
     )  # fmt: skip
+
+
+def test_the_project_s_name_in_pyproject_names_its_compose_projects_and_image(project):
+    (project / "pyproject.toml").write_text('[project]\nname = "Shop API"\nversion = "1"\n')
+    assert compose.project_name(project).startswith("shop-api-")
+    assert compose.project_name(project) != compose.project_name(PROJECT)
+    development = environment.read_env("development", {})
+    assert development["WEB_IMAGE"] == f"{compose.project_name(PROJECT)}-web:dev"
+    assert environment.read_env("testing", {"WEB_IMAGE": "mine:1"})["WEB_IMAGE"] == "mine:1"
 
 
 def test_compose_project_name_is_honoured():
