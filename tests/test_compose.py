@@ -211,6 +211,17 @@ def test_the_development_stack_creates_its_database_and_serves_the_api(project, 
         assert uid.stdout.strip() == str(os.getuid())
         logs = inv(project, "compose", "--", "logs", "web", **env).stdout
         assert "prepare-database: created database application" in logs
+
+        # The README's foreground `up ... web`: Ctrl-C stops web, never the db inv dev uses.
+        assert inv(project, "compose", "--", "stop", "web", **env).returncode == 0
+        run = start_inv(project, "compose", "compose", "--", "up", "web", **env)
+        assert fetch_when_up(f"{url}/health", lambda: run.poll() is None) is not None
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=TIMEOUT)
+        with pytest.raises(OSError):  # web has stopped
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+        status = inv(project, "db.status", **env).stdout
+        assert f"running on 127.0.0.1:{ports['POSTGRES_PORT']}" in status
     finally:
         inv(project, "compose", "--", "down", "--volumes", **env)
 
