@@ -21,6 +21,7 @@ from steps.app_commands import (
     free_or_fail,
     gunicorn_command,
     migrate_to_head,
+    migration_at,
     paths_from,
     pytest_command,
     tests_against_database,
@@ -82,7 +83,7 @@ def dev(c):
         pin = debugger_pin()
         export(WERKZEUG_DEBUG_PIN=pin)
         say(f"serving http://{host}:{port}/ (Ctrl-C stops Flask; the database keeps running)")
-        say(f"the debugger's PIN for this run: {pin} (shown only here)")
+        say(f"the debugger's PIN for this run: {pin} (random; only this terminal shows it)")
         raise Exit(code=flask("run", *remainder(c)))
 
 
@@ -105,13 +106,14 @@ def serve(c):
     help={
         "pattern": "only tests whose name matches (pytest -k)",
         "no-cov": "without coverage (config: test.coverage)",
+        "e2e": "the template's own end-to-end checks (tests/e2e/) instead of the app's tests",
     }
 )
-def test(c, pattern=None, no_cov=False):
-    """Run the test suite against a throwaway PostgreSQL; exits with pytest's code.
+def test(c, pattern=None, no_cov=False, e2e=False):
+    """Run the app's tests against a throwaway PostgreSQL; exits with pytest's code.
 
     Arguments after `--` go to pytest, paths relative to your folder, as with pytest:
-    `inv test -- -x tests/test_app.py`. The whole suite runs over test.workers processes.
+    `inv test -- -x tests/test_app.py`. --e2e runs tests/e2e/ over test.workers processes.
 
     The fast loop: `APPLICATION_CONFIG=testing inv db.up` once keeps a test server (and a
     warm pytest) running, which every `inv test --pattern P` then uses instead of starting
@@ -119,10 +121,11 @@ def test(c, pattern=None, no_cov=False):
     """
     env = load_env("testing")
     args = paths_from(Path.cwd(), remainder(c))
-    # The whole suite over test.workers processes; a pattern or a file, the TDD loop, in one.
-    workers = 0 if pattern or args else c.config.test.workers
-    command = pytest_command(pattern, c.config.test.coverage and not no_cov, workers) + args
-    raise Exit(code=tests_against_database(env, command, c.config.postgres.ready_timeout))
+    # The end-to-end checks wait on servers: over processes; a pattern or a file in one.
+    workers = c.config.test.workers if e2e and not (pattern or args) else 0
+    command = pytest_command(pattern, c.config.test.coverage and not no_cov, workers)
+    command += ["tests/e2e"] if e2e else []
+    raise Exit(code=tests_against_database(env, command + args, c.config.postgres.ready_timeout))
 
 
 @task
@@ -213,7 +216,11 @@ def db_upgrade(c, revision="head"):
     env = load_env()
     with server(c, env) as (host, port):
         create_database(env, host, port)
-        raise Exit(code=flask("db", "upgrade", "--", revision))
+        if flask("db", "upgrade", "--", revision) != 0:
+            fail("the migration failed (see above); the database is as it was before it")
+        say(
+            f"the {env.name} database {env['APPLICATION_DB']} is at {migration_at(env, host, port)}"
+        )
 
 
 @task(

@@ -1,10 +1,10 @@
-"""The whole suite's wall time as `inv test` runs it with local servers only (DOCKER_HOST
-pointed at no engine), beside the seed's own `manage.py test` in the same run: the seed
-has one test, so its row is this machine's yardstick for noise, not a like-for-like
-comparison. Also plain `pytest -m "not e2e"` with no server running beforehand: the part
-of the suite that starts no process but its throwaway server.
+"""The end-to-end suite's wall time as `inv test --e2e` runs it with local servers only
+(DOCKER_HOST pointed at no engine), beside the seed's own `manage.py test` in the same run:
+the seed has one test, so its row is this machine's yardstick for noise, not a like-for-like
+comparison. Also the app's suite as plain `pytest` runs it, with no server running
+beforehand.
 
-The commands take turns (seed, suite, non-e2e, seed, ...) so that a noisy minute hits
+The commands take turns (seed, e2e suite, app suite, seed, ...) so that a noisy minute hits
 them alike; each row gives the median, min and max of --runs runs after one unmeasured
 warm-up round (which also gives the suite the module times it schedules by). In a copy of
 the project (its own clusters), with Python's default of writing bytecode caches, as
@@ -12,9 +12,9 @@ tdd_loop.py does.
 
     python benchmarks/suite.py [--runs 5] [--workers 4,5,6] [--quick]
 
---workers: the whole suite once per value of test.workers (default: the config's).
---quick: one round, no warm-up, the suite limited to its tests not marked e2e (CI runs
-it so that it cannot rot).
+--workers: the end-to-end suite once per value of test.workers (default: the config's).
+--quick: one round, no warm-up, `inv test` (the app's suite) instead of the end-to-end one
+(CI runs it so that it cannot rot).
 """
 
 from __future__ import annotations
@@ -57,11 +57,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--workers", default="", help="comma-separated test.workers values")
-    parser.add_argument("--quick", action="store_true", help="one round, non-e2e tests only")
+    parser.add_argument("--quick", action="store_true", help="one round, the app's suite only")
     options = parser.parse_args()
     runs, warm_up = (1, False) if options.quick else (options.runs, True)
     workers = [w.strip() for w in options.workers.split(",") if w.strip()] or [None]
-    only = {"PYTEST_ADDOPTS": "-m 'not e2e'"} if options.quick else {}
     with tempfile.TemporaryDirectory(prefix="suite-") as scratch:
         copy = Path(scratch) / "project"
         shutil.copytree(PROJECT, copy, ignore=IGNORED)
@@ -79,10 +78,13 @@ def main() -> None:
             progress("no Docker engine or no ../shared/seed-baseline: the seed's row is left out")
         for count in workers:
             setting = {"INVOKE_TEST_WORKERS": count} if count else {}
-            label = f"`inv test`, local servers only, test.workers={count or 'default'}"
-            commands[label] = (inv("test"), copy, local_only(**setting, **only))
-        plain = [sys.executable, "-m", "pytest", "-m", "not e2e", "-p", "no:cacheprovider"]
-        commands['plain `pytest -m "not e2e"`, local'] = (plain, copy, local_only())
+            suite = ["test"] if options.quick else ["test", "--e2e"]
+            label = (
+                f"`inv {' '.join(suite)}`, local servers only, test.workers={count or 'default'}"
+            )
+            commands[label] = (inv(*suite), copy, local_only(**setting))
+        plain = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+        commands["plain `pytest` (the app's suite), local"] = (plain, copy, local_only())
         rows: dict[str, list[float]] = {label: [] for label in commands}
         volumes = docker_volumes() if seed else set()
         try:

@@ -39,6 +39,16 @@ def migrate_to_head() -> None:
         fail("the migration failed (see above); fix it, then `inv db.upgrade`")
 
 
+def migration_at(env: Env, host: str, port: int) -> str:
+    """The migration APPLICATION_DB is at, by its file's name (`0002_case_insensitive_...`)."""
+    from alembic.script import ScriptDirectory
+
+    revision = applied_revision(env, host, port)
+    if revision is None:
+        return "no migration (no tables)"
+    return Path(ScriptDirectory(str(PROJECT / "migrations")).get_revision(revision).path).stem
+
+
 def downgrade_question(env: Env, host: str, port: int, revision: str) -> str:
     """The question before `flask db downgrade REVISION`, naming the migrations by their
     files: from which one, back to which one (`-N` is N steps back, `base` before the first)."""

@@ -40,7 +40,7 @@ class InterruptibleTask(invoke.Task):
         try:
             return super().__call__(*args, **kwargs)
         except KeyboardInterrupt:
-            message = "inv: interrupted; nothing this run started is left running"
+            message = "inv: interrupted; its commands and throwaway servers are stopped"
             raise Exit(message, code=128 + signal.SIGINT) from None
 
 

@@ -52,6 +52,7 @@ from steps.postgres import (
     set_password,
     wait_until_ready,
 )
+from steps.servers import task_for
 
 if TYPE_CHECKING:
     from pwd import struct_passwd
@@ -323,6 +324,10 @@ class LocalServers(Servers):
                 os.environ["POSTGRES_PASSWORD"] = before[1]
 
     def where(self) -> str:
+        if not self.cluster.data.is_dir():
+            return (
+                f"no cluster yet: `{task_for(self.env, 'db.up')}` makes it in {self.cluster.home}"
+            )
         return f"data {self.cluster.data}; log {self.cluster.log}; password in {self.password_file}"
 
     def psql(self, port: int, database: str) -> list[str]:

@@ -84,38 +84,47 @@ def script(directory: Path, revision: str):
     return ScriptDirectory(str(directory)).get_revision(revision)
 
 
-def test_migrate_numbers_the_new_migration_after_the_committed_ones(
-    migrating_app, migrations_copy, monkeypatch
+@pytest.fixture
+def numbers(migrations_copy) -> tuple[str, str, str]:
+    """The newest migration's number, the next one's and the one after (0002, 0003, 0004 in
+    the template; whatever the project has added since)."""
+    files = (migrations_copy / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
+    newest = max(int(path.name[:4]) for path in files)
+    return tuple(f"{newest + step:04d}" for step in range(3))
+
+
+def test_migrate_numbers_the_new_migration_after_the_newest(
+    migrating_app, migrations_copy, numbers, monkeypatch
 ):
+    newest, new, _ = numbers
     upgrade()
     models = MetaData()
-    db.metadata.tables["users"].to_metadata(models).append_column(Column("name", String(80)))
+    db.metadata.tables["users"].to_metadata(models).append_column(Column("probe", String(80)))
     monkeypatch.setitem(db.metadatas, None, models)
-    migrate(message="add name")
-    new = script(migrations_copy, "0003")
-    assert Path(new.path).name == "0003_add_name.py"
-    assert (new.revision, new.down_revision) == ("0003", "0002")
-    assert "add_column(sa.Column('name'" in Path(new.path).read_text()
+    migrate(message="add probe")
+    made = script(migrations_copy, new)
+    assert Path(made.path).name == f"{new}_add_probe.py"
+    assert (made.revision, made.down_revision) == (new, newest)
+    assert "add_column(sa.Column('probe'" in Path(made.path).read_text()
 
 
 def test_an_autogenerate_that_finds_no_change_writes_nothing(migrating_app, migrations_copy):
     """Also after an upgrade in the same process: an earlier run's hook must not stay behind."""
+    before = sorted((migrations_copy / "versions").glob("*.py"))
     upgrade()
     migrate(message="nothing")
-    assert sorted(p.name for p in (migrations_copy / "versions").glob("*.py")) == [
-        "0001_create_users_table.py",
-        "0002_case_insensitive_unique_email.py",
-    ]
+    assert sorted((migrations_copy / "versions").glob("*.py")) == before
 
 
-def test_revision_is_numbered_too(migrating_app, migrations_copy):
+def test_revision_is_numbered_too(migrating_app, migrations_copy, numbers):
+    newest, new, _ = numbers
     revision(message="x")
-    new = script(migrations_copy, "0003")
-    assert Path(new.path).name == "0003_x.py"
-    assert new.down_revision == "0002"
+    made = script(migrations_copy, new)
+    assert Path(made.path).name == f"{new}_x.py"
+    assert made.down_revision == newest
 
 
-def test_the_apps_own_hook_runs_after_the_numbering(scratch_database, migrations_copy):
+def test_the_apps_own_hook_runs_after_the_numbering(scratch_database, migrations_copy, numbers):
     seen = []
 
     def own_hook(context, revision, directives):
@@ -126,34 +135,37 @@ def test_the_apps_own_hook_runs_after_the_numbering(scratch_database, migrations
     with app.app_context():
         revision(message="x")
         db.engine.dispose()
-    assert seen == ["0003"]
-    assert (migrations_copy / "versions" / "0003_x.py").exists()
+    assert seen == [numbers[1]]
+    assert (migrations_copy / "versions" / f"{numbers[1]}_x.py").exists()
 
 
-def test_two_migrations_numbered_0003_stop_with_the_fix(migrating_app, migrations_copy):
-    """Two branches each added a 0003 and were merged: Alembic would keep one, skip the other."""
-    add_migration(migrations_copy, "0003_add_name.py", "0003", "0002")
-    add_migration(migrations_copy, "0003_add_phone.py", "0003", "0002")
+def test_two_migrations_of_one_number_stop_with_the_fix(migrating_app, migrations_copy, numbers):
+    """Two branches each added the next migration and were merged: Alembic would keep one and
+    skip the other."""
+    newest, new, after = numbers
+    add_migration(migrations_copy, f"{new}_add_name.py", new, newest)
+    add_migration(migrations_copy, f"{new}_add_phone.py", new, newest)
     config = migrating_app.extensions["migrate"].migrate.get_config(str(migrations_copy))
     with pytest.raises(CommandError) as error:
         command.upgrade(config, "head")
     assert str(error.value) == (
-        "migrations/versions/0003_add_name.py and 0003_add_phone.py both claim revision 0003:"
-        " renumber one as the newest migration, e.g. rename 0003_add_phone.py to"
-        ' 0004_add_phone.py and set in it revision = "0004" and down_revision = "0003"'
+        f"migrations/versions/{new}_add_name.py and {new}_add_phone.py both claim revision {new}:"
+        f" renumber one as the newest migration, e.g. rename {new}_add_phone.py to"
+        f' {after}_add_phone.py and set in it revision = "{after}" and down_revision = "{new}"'
     )
 
 
-def test_a_renumbered_migration_still_following_0002_stops_with_the_fix(
-    migrating_app, migrations_copy
+def test_a_renumbered_migration_still_following_the_old_newest_stops_with_the_fix(
+    migrating_app, migrations_copy, numbers
 ):
-    """0003 of the branch merged in renamed 0004, its down_revision left at 0002: two heads."""
-    add_migration(migrations_copy, "0003_add_name.py", "0003", "0002")
-    add_migration(migrations_copy, "0004_add_phone.py", "0004", "0002")
+    """The branch's migration renumbered, its down_revision left as it was: two heads."""
+    newest, new, after = numbers
+    add_migration(migrations_copy, f"{new}_add_name.py", new, newest)
+    add_migration(migrations_copy, f"{after}_add_phone.py", after, newest)
     config = migrating_app.extensions["migrate"].migrate.get_config(str(migrations_copy))
     with pytest.raises(CommandError) as error:
         command.upgrade(config, "head")
     assert str(error.value) == (
-        "migrations/versions/0003_add_name.py and 0004_add_phone.py are both newest (two heads):"
-        ' set down_revision = "0003" in 0004_add_phone.py'
+        f"migrations/versions/{new}_add_name.py and {after}_add_phone.py are both newest"
+        f' (two heads): set down_revision = "{new}" in {after}_add_phone.py'
     )

@@ -36,9 +36,6 @@ def gunicorn(log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
         yield url, server
 
 
-pytestmark = pytest.mark.e2e
-
-
 @pytest.fixture(scope="module")
 def live_server(app, tmp_path_factory):
     """gunicorn serving the app on a free port, stopped after the module."""

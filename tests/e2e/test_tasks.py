@@ -1,11 +1,12 @@
 """`inv test` and plain pytest, run as a user runs them: the real `inv` in a subprocess,
-against real local servers (the other tasks: tests/test_dev_tasks.py).
+against real local servers (the other tasks: tests/e2e/test_dev_tasks.py).
 
 They run in a copy of the project (tasks, app, env, migrations and a few sample tests),
 so the servers they start and stop are never the developer's own.
 """
 
 import contextlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from project_copy import (
     INV,
+    SAMPLE_TESTS,
     TIMEOUT,
     clean_environ,
     local_inv,
@@ -24,9 +26,6 @@ from project_copy import (
 )
 
 from steps import local
-
-pytestmark = pytest.mark.e2e
-
 
 project = module_copy("tasks")
 inv = local_inv
@@ -79,11 +78,20 @@ def test_arguments_after_the_dashes_keep_their_quoting(project, leaves_nothing_b
     assert "2 passed, 1 deselected" in result.stdout
 
 
-def test_the_whole_suite_runs_over_workers_with_the_same_verdict(project, leaves_nothing_behind):
-    result = inv(project, "test", INVOKE_TEST_WORKERS="2", SAMPLE_FAIL="1")
+def test_the_end_to_end_suite_runs_over_workers_and_the_app_s_alone(project, leaves_nothing_behind):
+    e2e = project / "tests" / "e2e"
+    e2e.mkdir()
+    (e2e / "test_sample_e2e.py").write_text(SAMPLE_TESTS)
+    try:
+        result = inv(project, "test", "--e2e", INVOKE_TEST_WORKERS="2", SAMPLE_FAIL="1")
+        app_only = inv(project, "test", SAMPLE_FAIL="1")
+    finally:
+        shutil.rmtree(e2e)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "2 workers [3 items]" in result.stdout
     assert "1 failed, 2 passed" in result.stdout
+    assert "test_sample_e2e.py" not in app_only.stdout
+    assert "1 failed, 2 passed" in app_only.stdout
 
 
 def test_two_runs_at_once_do_not_collide(project, leaves_nothing_behind):
@@ -115,7 +123,7 @@ def test_ctrl_c_typed_while_pytest_starts_is_one_line_and_130(project, leaves_no
     assert "Traceback" not in output
     after = output.split("throwaway testing PostgreSQL", 1)[1].strip().splitlines()[1:]
     assert len(after) <= 5, output  # pytest's own "KeyboardInterrupt" lines, if it had started
-    assert after[-1].endswith("inv: interrupted; nothing this run started is left running")
+    assert after[-1].endswith("inv: interrupted; its commands and throwaway servers are stopped")
 
 
 def test_paths_after_the_dashes_are_relative_to_the_folder_the_user_is_in(

@@ -18,8 +18,6 @@ from project_copy import TIMEOUT, clean_environ, local_copy, run_inv, start_inv,
 
 from steps import warm_pytest
 
-pytestmark = pytest.mark.e2e
-
 IN_A_FORK = "pytest runs in a fork of the warm pytest"
 PROBE_TEST = """
 import os
@@ -32,7 +30,7 @@ import probe_library
 
 def test_the_code_is_the_latest():
     if "APP_VALUE" not in os.environ:
-        pytest.skip("run by tests/test_warm_pytest.py's probe()")
+        pytest.skip("run by tests/e2e/test_warm_pytest.py's probe()")
     assert app.probe.VALUE == os.environ["APP_VALUE"]
     assert probe_library.VALUE == os.environ["LIBRARY_VALUE"]
 """

@@ -28,7 +28,6 @@ from project_copy import (
 
 from steps import local
 
-pytestmark = pytest.mark.e2e
 as_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="the attacker here is the server's account: needs root"
 )

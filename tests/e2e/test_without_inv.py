@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-pytestmark = pytest.mark.e2e
-
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 COMMITTED = {k: v or "" for k, v in dotenv_values(PROJECT / "env" / "development.env").items()}
 # The committed values as a user sources them by hand, without the password inv brings.
 NO_PASSWORD = {k: v for k, v in COMMITTED.items() if k != "POSTGRES_PASSWORD"}

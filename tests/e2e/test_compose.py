@@ -34,9 +34,6 @@ from steps import compose, local
 skip_module_without_docker_engine()
 
 
-pytestmark = pytest.mark.e2e
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A copy of the project; every container, network and volume of its projects removed

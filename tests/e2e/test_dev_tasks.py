@@ -1,5 +1,5 @@
 """The development tasks and the refusals, run as a user runs them: the real `inv` in a
-subprocess, against real local servers (`inv test` itself: tests/test_tasks.py).
+subprocess, against real local servers (`inv test` itself: tests/e2e/test_tasks.py).
 
 They run in a copy of the project (tasks, app, env, migrations and a few sample tests),
 so the servers they start and stop are never the developer's own.
@@ -28,9 +28,6 @@ from project_copy import (
 from werkzeug.debug import get_pin_and_cookie_name
 
 from steps import local, postgres
-
-pytestmark = pytest.mark.e2e
-
 
 project = module_copy("dev_tasks")
 inv = local_inv

@@ -32,8 +32,6 @@ from steps import compose, swarm
 
 skip_module_without_docker_engine()
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):

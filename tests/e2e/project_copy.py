@@ -21,13 +21,13 @@ import pytest
 
 from steps import compose, environment, local, warm_pytest
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 INV = [sys.executable, "-m", "invoke"]
 TIMEOUT = 120
 # What the outer `inv test` exported for this suite: an inner inv must load its own.
 EXPORTED = {
     "APPLICATION_CONFIG", "FLASK_CONFIG", "FLASK_DEBUG", "FLASK_RUN_HOST", "FLASK_RUN_PORT",
-    "SECRET_KEY", "DB_SERVER", "DATABASE_URL", "PGPASSWORD", "PG_BIN", "HOST_UID", "HOST_GID",
+    "SECRET_KEY", "WEB_IMAGE", "DB_SERVER", "DATABASE_URL", "PGPASSWORD", "PG_BIN", "HOST_UID", "HOST_GID",
     "INV_TEST_DATABASE", "INV_TEST_DATABASE_SOCKET",
     *environment.REQUIRED_VARIABLES,
 }  # fmt: skip
@@ -176,7 +176,7 @@ def skip_module_without_docker_engine() -> None:
 
 def dev_password(project: Path, env: str = "development") -> str:
     """The random superuser password of the copy's local `env` cluster (read where the steps
-    keep it: `db.status` names the file, tests/test_dev_tasks.py checks that)."""
+    keep it: `db.status` names the file, tests/e2e/test_dev_tasks.py checks that)."""
     return local.password_file(env, project).read_text().strip()
 
 
