@@ -13,7 +13,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit
 
-from steps import PROJECT, warm_pytest
+from steps import PROJECT
 from steps.app_commands import (
     debugger_pin,
     downgrade_question,
@@ -26,6 +26,7 @@ from steps.app_commands import (
     pytest_command,
     tests_against_database,
     wait_for_http,
+    watch_command,
     web_port,
 )
 from steps.commands import background, confirm, fail, remainder, run, say, task
@@ -107,17 +108,18 @@ def serve(c):
         "pattern": "only tests whose name matches (pytest -k)",
         "no-cov": "without coverage (config: test.coverage)",
         "e2e": "the template's own end-to-end checks (tests/e2e/) instead of the app's tests",
+        "watch": "run again on every save (pytest-watcher), against one server; Ctrl-C ends it",
     }
 )
-def test(c, pattern=None, no_cov=False, e2e=False):
+def test(c, pattern=None, no_cov=False, e2e=False, watch=False):
     """Run the app's tests against a throwaway PostgreSQL; exits with pytest's code.
 
     Arguments after `--` go to pytest, paths relative to your folder, as with pytest:
     `inv test -- -x tests/test_app.py`. --e2e runs tests/e2e/ over test.workers processes.
 
-    The fast loop: `APPLICATION_CONFIG=testing inv db.up` once keeps a test server (and a
-    warm pytest) running, which every `inv test --pattern P` then uses instead of starting
-    one; `APPLICATION_CONFIG=testing inv db.down` stops them.
+    The fast loop: `inv test --watch --pattern P` runs the tests again on every save.
+    `APPLICATION_CONFIG=testing inv db.up` keeps a test server running, which every
+    `inv test` then uses instead of starting one (`... inv db.down` stops it).
     """
     env = load_env("testing")
     args = paths_from(Path.cwd(), remainder(c))
@@ -125,6 +127,9 @@ def test(c, pattern=None, no_cov=False, e2e=False):
     workers = c.config.test.workers if e2e and not (pattern or args) else 0
     command = pytest_command(pattern, c.config.test.coverage and not no_cov, workers)
     command += ["tests/e2e"] if e2e else []
+    if watch:
+        with database_for_tests(env, c.config.postgres.ready_timeout):
+            raise Exit(code=run(watch_command(command + args), interactive=True))
     raise Exit(code=tests_against_database(env, command + args, c.config.postgres.ready_timeout))
 
 
@@ -237,21 +242,14 @@ def db_downgrade(c, revision="-1", yes=False):
 
 @task(name="up")
 def db_up(c):
-    """Start this environment's database server and keep it running (for tests: the warm loop).
+    """Start this environment's database server and keep it running (for tests: a warm one).
 
-    With APPLICATION_CONFIG=testing, a warm pytest starts beside it, and every `inv test`
-    uses both until `APPLICATION_CONFIG=testing inv db.down`.
+    With APPLICATION_CONFIG=testing, every `inv test` uses it instead of starting a server,
+    until `APPLICATION_CONFIG=testing inv db.down`.
     """
     env = load_env()
     with server(c, env):
         pass
-    if env.name == "testing":
-        if warm_pytest.start():
-            say("a warm pytest runs too: `inv test` forks it instead of importing everything again")
-        else:
-            say(
-                f"the warm pytest did not start (log: {warm_pytest.log()}); `inv test` works without"
-            )
 
 
 @task(name="down")
@@ -266,8 +264,6 @@ def db_down(c):
         say(f"stopped the {env.name} PostgreSQL server ({servers.describe()}); {kept}")
     else:
         say(f"the {env.name} PostgreSQL server is not running: nothing to stop")
-    if env.name == "testing" and warm_pytest.stop():
-        say("stopped the warm pytest")
 
 
 @task(name="status")
@@ -287,8 +283,6 @@ def db_status(c):
         wait_until_ready(env, servers.host, port, timeout=3)
     state = f"running on {servers.host}:{port}" if port is not None else "stopped"
     print(f"{env.name}: {state}; {servers.describe()}; {servers.where()}")
-    if env.name == "testing":
-        print(f"warm pytest: {'running' if warm_pytest.running() else 'stopped'}")
 
 
 @task(name="shell")

@@ -22,8 +22,7 @@ def init_migrations(app: Flask) -> None:
 def migrations_wanted() -> bool:
     """Whether the flask CLI makes this app (inside its click context): `flask db` is then
     registered. Code that upgrades otherwise calls init_migrations itself; serving and test
-    runs skip alembic's import (0.2 s). Not a guess from what is imported: the warm pytest
-    has libraries imported that the app never asked for."""
+    runs skip alembic's import."""
     return click.get_current_context(silent=True) is not None
 
 

@@ -7,8 +7,7 @@ after one unmeasured warm-up run:
   seed baseline       `python manage.py test` in a copy of ../shared/seed-baseline (its one
                       test, test__create_user, on docker-compose, as the tutorial does)
   warm                `inv test -- tests/test_models.py` after `APPLICATION_CONFIG=testing
-                      inv db.up`: the warm test server and the warm pytest (local binaries,
-                      then Compose); once more with the warm pytest stopped (server only)
+                      inv db.up`: the warm test server (local binaries, then Compose)
   cold                the same, each run its own throwaway server (DB_SERVER=local, compose)
   --pattern user      `inv test --pattern user`, cold: the whole suite collected, the user tests run
   plain pytest        `pytest tests/test_models.py` with the warm server up
@@ -171,18 +170,6 @@ def main() -> None:
                     )
                 )
                 if server == "local":
-                    stop = "from steps import warm_pytest; warm_pytest.stop()"
-                    subprocess.run([sys.executable, "-c", stop], cwd=copy, env=up, check=True)
-                    rows.append(
-                        measure(
-                            f"warm {server}, server only: `inv test -- {TEST_FILE}`",
-                            test_file,
-                            copy,
-                            environ(DB_SERVER=server),
-                            runs,
-                            warm_up,
-                        )
-                    )
                     plain = [sys.executable, "-m", "pytest", TEST_FILE]
                     rows.append(
                         measure(

@@ -7,10 +7,7 @@ local        PostgreSQL binaries run directly: clusters, template copies, root's
 compose      Docker and Compose: projects, the `db` service, throwaway projects
 servers      who runs PostgreSQL (DB_SERVER), and a server's lifetime around a task
 app_commands the app's commands: flask, migrations, gunicorn, pytest
-warm_pytest  a preloaded pytest that `inv test` forks, beside the warm test server (client)
-warm_pytest_server  that pytest: preload, accept, fork, exit codes back
-pytest_early_imports  a pytest plugin of `inv test`: the app's libraries, imported before coverage
-pytest_longest_first  a pytest plugin of `inv test` over processes: the longest modules start first
+pytest_longest_first  a pytest plugin of `inv test --e2e`: the longest modules start first
 interruptible  `python -m MODULE`, ended by Ctrl-C with status 130 and no traceback
 swarm        the production stack on Docker Swarm
 """

@@ -6,13 +6,14 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from steps import PROJECT, warm_pytest
+from steps import PROJECT
 from steps.commands import (
     exit_code,
     fail,
@@ -151,7 +152,7 @@ def pytest_command(
 ) -> list[str]:
     """pytest on the suite, `-k pattern` if given, with coverage of app/ unless turned off,
     over `workers` processes if more than one (a module's tests stay in one)."""
-    args = [*PYTEST, "-p", "steps.pytest_early_imports"]
+    args = [*PYTEST]
     args += (
         ["--cov=app", "--cov-report=term-missing:skip-covered"]
         if coverage
@@ -161,6 +162,16 @@ def pytest_command(
         args += ["-p", "steps.pytest_longest_first", "--numprocesses", str(workers)]
         args += ["--dist", "loadfile"]
     return args + (["-k", pattern] if pattern else [])
+
+
+def watch_command(command: list[str]) -> list[str]:
+    """pytest_command under pytest-watcher: run now, then again whenever a file changes."""
+    if not shutil.which("ptw"):
+        fail("pytest-watcher not found: `pip install -r requirements/development.txt`")
+    python, _, module, *pytest_args = command  # the interpreter, -m, steps.interruptible, ...
+    # `**/`: watchdog 7 matches a pattern against the whole path (pytest-watcher's *.py: nothing).
+    watching = [str(PROJECT), "--now", "--patterns", "**/*.py"]
+    return [shutil.which("ptw"), *watching, "--runner", python, "-m", module, *pytest_args]
 
 
 # pytest's options whose value is never a path: the word after them is left as it is.
@@ -179,15 +190,15 @@ def paths_from(folder: Path, args: list[str]) -> list[str]:
 
 
 def tests_against_database(env: Env, command: list[str], ready_timeout: float) -> int:
-    """pytest_command against the tests' database: the warm server at once (by the warm
-    pytest when one runs), or a throwaway server started while pytest starts, so that its
+    """pytest_command against the tests' database: the warm server at once, or a throwaway
+    server started while pytest starts, so that its
     imports and the server's start overlap. tests/conftest.py gets the database's variables
     on a socket, and says there when the session is done with it: the server is then stopped
     while pytest writes its coverage report."""
     servers = db_servers(env, ready_timeout)
-    if servers.running() is not None or warm_pytest.running():
+    if servers.running() is not None:
         with database_for_tests(env, ready_timeout, servers):
-            return pytest(command)
+            return run(command)
     ours, theirs = socket.socketpair()
     child: list[subprocess.Popen] = []
     with signals_forwarded(to_child(child)) as received, ours:
@@ -211,13 +222,6 @@ def tests_against_database(env: Env, command: list[str], ready_timeout: float) -
                 child[0].wait()
             raise
     return exit_code(code, received)
-
-
-def pytest(command: list[str]) -> int:
-    """A pytest_command run in a fork of the warm pytest when one serves it (no second of
-    imports), else in a new interpreter; its exit code either way."""
-    code = warm_pytest.run_warm(command[len(PYTEST) :], cwd=PROJECT)
-    return run(command) if code is None else code
 
 
 def debugger_pin() -> str:

@@ -22,8 +22,6 @@ from steps import (
     local,
     local_files,
     swarm,
-    warm_pytest,
-    warm_pytest_server,
 )
 
 PRODUCTION = {"SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e", "POSTGRES_PASSWORD": "pw"}
@@ -423,40 +421,6 @@ def test_a_docker_socket_this_user_may_not_use_is_named_as_a_permission_problem(
         compose.docker_engine_answers.cache_clear()
     assert "may not use its socket (permission denied)" in message
     assert "add yourself to the `docker` group" in message
-
-
-def test_the_warm_pytest_preloads_libraries_never_the_project_s_own_code():
-    assert warm_pytest_server.project_file(str(PROJECT / "app" / "models.py"))
-    assert warm_pytest_server.project_file(str(PROJECT / "steps" / "warm_pytest.py"))
-    assert not warm_pytest_server.project_file(
-        pytest.__file__
-    )  # the virtualenv, even inside the project
-    assert not warm_pytest_server.project_file(os.__file__)
-    assert not warm_pytest_server.project_file(None)
-
-
-def test_the_warm_pytest_imports_only_module_names_from_what_runs_taught_it(tmp_path):
-    names = "flask\nsqlalchemy.orm\nos;rm\n../evil\na-b\npytest.__main__\n"
-    (tmp_path / warm_pytest.MODULES).write_text(names)
-    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        assert warm_pytest_server.learned_names(folder) == ["flask", "sqlalchemy.orm"]
-    finally:
-        os.close(folder)
-
-
-def test_the_warm_pytest_serves_only_runs_with_its_own_python_variables():
-    mine = {"PYTHONPATH": "/x", "PATH": "/bin", "HOME": "/root"}
-    assert warm_pytest.python_variables(mine) == {"PYTHONPATH": "/x"}
-    assert warm_pytest.python_variables({**mine, "PATH": "/usr/bin"}) == {"PYTHONPATH": "/x"}
-
-
-def test_the_libraries_imported_before_coverage_are_the_app_s_not_the_app():
-    from steps import pytest_early_imports
-
-    libraries = pytest_early_imports.app_libraries()
-    assert {"flask", "sqlalchemy", "apiflask", "email_validator"} <= set(libraries)
-    assert not [name for name in libraries if name.split(".")[0] == "app"]
 
 
 def test_the_whole_suite_is_spread_over_workers_and_a_run_of_one_file_is_not():

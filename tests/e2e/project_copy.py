@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from steps import compose, environment, local, warm_pytest
+from steps import compose, environment, local
 
 PROJECT = Path(__file__).resolve().parents[2]
 INV = [sys.executable, "-m", "invoke"]
@@ -123,7 +123,8 @@ def on_a_terminal(
     try:
         while time.monotonic() < deadline:
             if script and script[0][0].encode() in output:
-                os.write(terminal, script.pop(0)[1])
+                keys = script.pop(0)[1]
+                os.write(terminal, keys if isinstance(keys, bytes) else keys(output.decode()))
             if select.select([terminal], [], [], 0.1)[0]:
                 try:
                     chunk = os.read(terminal, 65536)
@@ -213,8 +214,6 @@ def local_copy(root: Path) -> Iterator[Path]:
 
 
 def may_be_running(root: Path, env: str) -> bool:
-    """Whether the copy's `env` cluster, or its warm pytest, left what a running one keeps (a
-    `db.down` costs a new interpreter: most tests leave nothing to stop)."""
-    if (local.cluster_home(env, root) / "data" / "postmaster.pid").exists():
-        return True
-    return env == "testing" and (warm_pytest.folder_path(root) / warm_pytest.SOCKET).exists()
+    """Whether the copy's `env` cluster left what a running one keeps (a `db.down` costs a new
+    interpreter: most tests leave nothing to stop)."""
+    return (local.cluster_home(env, root) / "data" / "postmaster.pid").exists()

@@ -37,7 +37,7 @@ skip_module_without_docker_engine()
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A copy of the project; every container, network and volume of its projects removed
-    after, and its local state (the warm pytest's folder, which the Compose path uses too)."""
+    after, and its local state."""
     with alone_with_the_engine_s_networks(tmp_path_factory):
         root = make_copy(tmp_path_factory.mktemp(f"compose{os.getpid()}-"))
         yield root
@@ -249,6 +249,7 @@ def test_the_production_stack_serves_the_api_and_keeps_its_data(project, ports, 
         assert renamed_shop.startswith("shop-")
         assert project_labels(f"{renamed_shop}-production") == {f"{renamed_shop}-production"}
         assert docker_image_exists(f"{renamed_shop}-web:latest")
+        assert image_files(f"{renamed_shop}-web:latest") == IMAGE_FILES
         assert (
             json.load(urllib.request.urlopen(f"{url}/openapi.json", timeout=5))["info"]["title"]
             == "shop"
@@ -353,6 +354,26 @@ def web_image(project):
     yield lambda tag: f"{repository}:{tag}"
     remove_images(repository, compose_prefix(project))
     assert set(dangling_images()) <= dangling
+
+
+# The app and what runs it; no tasks, tests, tools or personal env files (.dockerignore).
+IMAGE_FILES = {
+    "app/", "migrations/", "env/development.env", "env/testing.env", "env/production.env",
+    "compose/entrypoint.sh", "wsgi.py", "gunicorn.conf.py", "pyproject.toml",
+    "requirements.txt", "requirements/production.txt",
+}  # fmt: skip
+
+
+def image_files(image: str) -> set[str]:
+    """/app's files in `image`, a folder of Python code as `app/` or `migrations/`."""
+    listing = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "find", image, ".", "-type", "f"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    return {
+        f"{path.split('/')[1]}/" if path.split("/")[1] in ("app", "migrations") else path[2:]
+        for path in listing
+    }
 
 
 def docker_image_exists(image: str) -> bool:

@@ -126,6 +126,25 @@ def test_ctrl_c_typed_while_pytest_starts_is_one_line_and_130(project, leaves_no
     assert after[-1].endswith("inv: interrupted; its commands and throwaway servers are stopped")
 
 
+def test_watch_runs_the_tests_again_on_a_save_until_ctrl_c(project, leaves_nothing_behind):
+    sample = project / "tests" / "test_sample.py"
+    original = sample.read_text()
+
+    def save_a_failing_test(output: str) -> bytes:
+        sample.write_text(original + "\n\ndef test_new():\n    assert False\n")
+        return b""
+
+    try:
+        status, output = on_a_terminal(
+            project, ["test", "--watch", "--", "tests/test_sample.py"],
+            [("Press w to show menu", save_a_failing_test), ("1 failed, 3 passed", b"\x03")],
+        )  # fmt: skip
+    finally:
+        sample.write_text(original)
+    assert "1 failed, 3 passed" in output, output
+    assert status in (0, 130), output
+
+
 def test_paths_after_the_dashes_are_relative_to_the_folder_the_user_is_in(
     project, leaves_nothing_behind
 ):
