@@ -25,3 +25,7 @@ keepalive = 5
 
 accesslog = "-"
 errorlog = "-"
+
+# No control socket: nothing here uses gunicornc, and its default path (~/.gunicorn) would be
+# one socket shared by every project and server of the user.
+control_socket_disable = True

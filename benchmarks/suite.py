@@ -10,7 +10,7 @@ warm-up round (which also gives the suite the module times it schedules by). In 
 the project (its own clusters), with Python's default of writing bytecode caches, as
 tdd_loop.py does.
 
-    python benchmarks/suite.py [--runs 5] [--workers 4,5,6] [--quick]
+    python benchmarks/suite.py --baseline DIR [--runs 5] [--workers 4,5,6] [--quick]
 
 --workers: the end-to-end suite once per value of test.workers (default: the config's).
 --quick: one round, no warm-up, `inv test` (the app's suite) instead of the end-to-end one
@@ -29,7 +29,7 @@ from pathlib import Path
 from tdd_loop import (
     IGNORED,
     PROJECT,
-    SEED,
+    baseline,
     docker_volumes,
     environ,
     inv,
@@ -39,7 +39,6 @@ from tdd_loop import (
     timed,
 )
 
-from steps.compose import docker_engine_answers
 from steps.local_files import state_root
 
 NO_ENGINE = "unix:///nonexistent/docker.sock"
@@ -58,7 +57,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--workers", default="", help="comma-separated test.workers values")
     parser.add_argument("--quick", action="store_true", help="one round, the app's suite only")
+    parser.add_argument("--baseline", help="the tutorial's project (its manage.py test)")
     options = parser.parse_args()
+    seed_project = baseline(options.baseline)
     runs, warm_up = (1, False) if options.quick else (options.runs, True)
     workers = [w.strip() for w in options.workers.split(",") if w.strip()] or [None]
     with tempfile.TemporaryDirectory(prefix="suite-") as scratch:
@@ -66,16 +67,14 @@ def main() -> None:
         shutil.copytree(PROJECT, copy, ignore=IGNORED)
         commands: dict[str, tuple[list[str], Path, dict[str, str]]] = {}
         seed = None
-        if docker_engine_answers() and SEED.is_dir():
-            shutil.copytree(SEED, Path(scratch) / "seed")
+        if seed_project:
+            shutil.copytree(seed_project, Path(scratch) / "seed")
             seed = "seed: `python manage.py test` (1 test, docker-compose)"
             commands[seed] = (
                 [sys.executable, "manage.py", "test"],
                 Path(scratch) / "seed",
                 environ(),
             )
-        else:
-            progress("no Docker engine or no ../shared/seed-baseline: the seed's row is left out")
         for count in workers:
             setting = {"INVOKE_TEST_WORKERS": count} if count else {}
             suite = ["test"] if options.quick else ["test", "--e2e"]

@@ -4,8 +4,8 @@
 Each row is the wall time of the whole command, as a user types it, median of --runs runs
 after one unmeasured warm-up run:
 
-  seed baseline       `python manage.py test` in a copy of ../shared/seed-baseline (its one
-                      test, test__create_user, on docker-compose, as the tutorial does)
+  seed baseline       `python manage.py test` in a copy of the tutorial's project given as
+                      --baseline DIR (its one test, test__create_user, on docker-compose)
   warm                `inv test -- tests/test_models.py` after `APPLICATION_CONFIG=testing
                       inv db.up`: the warm test server (local binaries, then Compose)
   cold                the same, each run its own throwaway server (DB_SERVER=local, compose)
@@ -16,7 +16,7 @@ Both projects run with Python's default of writing bytecode caches (PYTHONDONTWR
 is removed from their environment), as on a developer's machine. It works in a copy of this project (its own cluster folder and Compose project names), so
 your own servers are neither used nor touched, and removes what it started on the way out.
 
-    python benchmarks/tdd_loop.py [--runs 5] [--quick]
+    python benchmarks/tdd_loop.py --baseline DIR [--runs 5] [--quick]
 
 --quick: one run per row and no warm-up (CI runs it so that it cannot rot). The Compose
 rows and the seed need a Docker engine; without one they are left out, and the table says so.
@@ -41,7 +41,25 @@ from steps.compose import docker_engine_answers  # noqa: E402
 from steps.environment import REQUIRED_VARIABLES  # noqa: E402
 from steps.local_files import state_root  # noqa: E402
 
-SEED = PROJECT.parent / "shared" / "seed-baseline"
+
+def baseline(folder: str | None) -> Path | None:
+    """The tutorial's project given as --baseline, if it is one and a Docker engine runs it;
+    said loudly when not, since every ratio needs it."""
+    if not folder:
+        progress(
+            "NO BASELINE: --baseline DIR not given; the seed's row and the ratios are left out"
+        )
+    elif not (Path(folder) / "manage.py").is_file():
+        progress(
+            f"NO BASELINE: {folder} has no manage.py; the seed's row and the ratios are left out"
+        )
+    elif not docker_engine_answers():
+        progress("NO BASELINE: no Docker engine runs the seed; its row and the ratios are left out")
+    else:
+        return Path(folder)
+    return None
+
+
 TEST_FILE = "tests/test_models.py"
 # What an outer `inv` or `inv test` may have exported: each measured command loads its own.
 EXPORTED = {
@@ -126,7 +144,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="one run per row, no warm-up")
+    parser.add_argument("--baseline", help="the tutorial's project (its manage.py test)")
     options = parser.parse_args()
+    seed_project = baseline(options.baseline)
     runs, warm_up = (1, False) if options.quick else (options.runs, True)
     docker = docker_engine_answers()
     servers = ["local", "compose"] if docker else ["local"]
@@ -135,9 +155,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tdd-loop-") as scratch:
         copy = Path(scratch) / "project"
         shutil.copytree(PROJECT, copy, ignore=IGNORED)
-        if docker and SEED.is_dir():
+        if seed_project:
             seed = Path(scratch) / "seed"
-            shutil.copytree(SEED, seed)
+            shutil.copytree(seed_project, seed)
             volumes = docker_volumes()
             try:
                 label, times = measure(
@@ -152,8 +172,6 @@ def main() -> None:
                 remove_volumes_left_by_the_seed(volumes)
             rows.append((label, times))
             seed_median = statistics.median(times)
-        else:
-            progress("no Docker engine or no ../shared/seed-baseline: the seed's row is left out")
         test_file = inv("test", "--", TEST_FILE)
         for server in servers:
             up = environ(APPLICATION_CONFIG="testing", DB_SERVER=server)

@@ -244,13 +244,14 @@ def test_auto_uses_local_binaries_when_no_docker_engine_answers(project):
     assert "local, chosen by DB_SERVER=auto: no Docker engine answered" in result.stdout
 
 
-def test_inv_serve_runs_gunicorn_and_stops_on_ctrl_c(project, dev_port, app_with_a_bug):
-    """A bug in a view is the JSON 500 there, FLASK_DEBUG=1 or not: gunicorn has no debugger."""
+def test_inv_serve_runs_gunicorn_and_stops_on_ctrl_c(project, dev_port, app_with_a_bug, tmp_path):
+    """A bug in a view is the JSON 500 there, FLASK_DEBUG=1 or not: gunicorn has no debugger.
+    No control socket in the home folder, which every project of the user would share."""
     web_port = str(free_port())
     # A master and its worker, each importing the app: one worker is enough to stop.
     run = start_inv(
         project, "local", "serve", POSTGRES_PORT=dev_port, WEB_PORT=web_port,
-        WEB_CONCURRENCY="1", FLASK_DEBUG="1",
+        WEB_CONCURRENCY="1", FLASK_DEBUG="1", HOME=str(tmp_path),
     )  # fmt: skip
     try:
         body = fetch_when_up(f"http://127.0.0.1:{web_port}/health", lambda: run.poll() is None)
@@ -262,6 +263,7 @@ def test_inv_serve_runs_gunicorn_and_stops_on_ctrl_c(project, dev_port, app_with
         run.send_signal(signal.SIGINT)
         output = run.communicate(timeout=TIMEOUT)[0]
     assert run.returncode in (0, 130), output
+    assert not (tmp_path / ".gunicorn").exists()
     assert "gunicorn" in output
     assert postgres.port_is_free(int(web_port))
     inv(project, "db.down")
