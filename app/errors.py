@@ -1,12 +1,18 @@
 """Every error the app answers with, as JSON `{"error": {"code", "message"}}`, from one place."""
 
+import json
 import logging
 
 from apiflask import APIFlask, HTTPError
 from flask import Response, jsonify, request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from werkzeug.exceptions import HTTPException, InternalServerError, UnsupportedMediaType
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    InternalServerError,
+    UnsupportedMediaType,
+)
 from werkzeug.http import HTTP_STATUS_CODES
 
 log = logging.getLogger(__name__)
@@ -108,7 +114,17 @@ def register_error_handlers(app: APIFlask) -> None:
 
 
 def json_bodies_only() -> None:
-    """A POST, PUT or PATCH to any route of the app whose body is not JSON gets a 415."""
+    """A POST, PUT or PATCH to any route of the app whose body is not JSON gets a 415, and one
+    that does not parse a 400."""
     routed = request.routing_exception is None  # else its 404 or 405 is the answer
-    if routed and request.method in BODY_METHODS and not request.is_json:
-        raise UnsupportedMediaType("send a JSON object with Content-Type: application/json")
+    if routed and request.method in BODY_METHODS:
+        if not request.is_json:
+            raise UnsupportedMediaType("send a JSON object with Content-Type: application/json")
+        # webargs parses it too, but lets a ValueError other than a syntax error through as a
+        # 500: an integer past Python's limit of 4,300 digits.
+        try:
+            json.loads(request.get_data(cache=True) or b"null")
+        except json.JSONDecodeError as error:
+            raise BadRequest(f"malformed JSON: {error.msg} (line {error.lineno})") from None
+        except ValueError:
+            raise BadRequest("malformed JSON: a number with more than 4,300 digits") from None

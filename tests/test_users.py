@@ -98,6 +98,16 @@ def test_a_deeply_nested_body_under_the_size_limit_is_a_400(client):
     assert response.json["error"]["message"] == "malformed JSON: nested too deeply"
 
 
+def test_an_integer_of_5000_digits_is_a_400_not_a_500(client):
+    response = client.post(
+        "/users", data='{"email": ' + "1" * 5000 + "}", content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert (
+        response.json["error"]["message"] == "malformed JSON: a number with more than 4,300 digits"
+    )
+
+
 def test_malformed_json_is_a_400(client):
     response = client.post("/users", data="{not json", content_type="application/json")
     assert response.status_code == 400
