@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(PROJECT / "tests"), str(PROJECT)]
+sys.path[:0] = [str(PROJECT / "tests" / "e2e"), str(PROJECT)]
 from project_copy import clean_environ, free_port, make_copy  # noqa: E402
 from swarm_engine import ROUTING_MESH, client_command, remove_images, swarm_manager  # noqa: E402
 
@@ -85,7 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rolling-") as folder, swarm_manager():
         root = make_copy(Path(folder))
         stack = f"{compose.project_name(root.resolve())}-production-swarm"
-        repository = f"{root.name.lower()}-web"
+        repository = f"{compose.project_name(root.resolve())}-web"
         environ = clean_environ(
             "compose",
             APPLICATION_CONFIG="production",
