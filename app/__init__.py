@@ -14,6 +14,8 @@ from app.schemas import Error
 from app.startup import prepare_database
 from app.users import users
 
+TOO_LONG = "The request line is over 4,094 bytes (gunicorn's limit)"
+
 
 def project_name_and_version() -> tuple[str, str]:
     """The API's title and version: the project's, from [project] in pyproject.toml."""
@@ -44,12 +46,16 @@ def create_app(config_name: str | None = None) -> APIFlask:
         init_migrations(app)
 
     @app.spec_processor
-    def bodies_are_required(spec: dict) -> dict:
-        # APIFlask leaves requestBody optional; a request without one is refused (415).
+    def as_served(spec: dict) -> dict:
         for item in spec["paths"].values():
             for operation in item.values():
-                if isinstance(operation, dict) and "requestBody" in operation:
+                if not isinstance(operation, dict):
+                    continue
+                # APIFlask leaves requestBody optional; a request without one is refused (415).
+                if "requestBody" in operation:
                     operation["requestBody"]["required"] = True
+                # gunicorn answers it itself, before the app: a page of its own, not JSON.
+                operation["responses"].setdefault("414", {"description": TOO_LONG})
         return spec
 
     app.before_request(json_bodies_only)
