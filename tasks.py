@@ -36,6 +36,7 @@ from steps.compose import (
     docker_list,
     require_docker,
     stack_database,
+    stack_name,
     without_tty,
 )
 from steps.environment import export, load_env
@@ -48,7 +49,6 @@ from steps.swarm import (
     require_production,
     require_swarm_manager,
     stack_leftovers,
-    stack_name,
     swarm_spec,
     tag_with_id,
 )

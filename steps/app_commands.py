@@ -40,29 +40,36 @@ def migrate_to_head() -> None:
         fail("the migration failed (see above); fix it, then `inv db.upgrade`")
 
 
-def migration_at(env: Env, host: str, port: int) -> str:
-    """The migration APPLICATION_DB is at, by its file's name (`0002_case_insensitive_...`)."""
+def migrations_below(env: Env, host: str, port: int) -> list:
+    """The migration APPLICATION_DB is at and those below it, newest first (alembic's Script
+    objects; `file_name` gives the name a user knows); empty when it has none."""
     from alembic.script import ScriptDirectory
 
-    revision = applied_revision(env, host, port)
-    if revision is None:
-        return "no migration (no tables)"
-    return Path(ScriptDirectory(str(PROJECT / "migrations")).get_revision(revision).path).stem
+    current = applied_revision(env, host, port)
+    if current is None:
+        return []
+    return list(ScriptDirectory(str(PROJECT / "migrations")).iterate_revisions(current, "base"))
+
+
+def file_name(script) -> str:
+    """A migration by its file's name: `0002_case_insensitive_unique_email`."""
+    return Path(script.path).stem
+
+
+def migration_at(env: Env, host: str, port: int) -> str:
+    """The migration APPLICATION_DB is at, by its file's name."""
+    applied = migrations_below(env, host, port)
+    return file_name(applied[0]) if applied else "no migration (no tables)"
 
 
 def downgrade_question(env: Env, host: str, port: int, revision: str) -> str:
     """The question before `flask db downgrade REVISION`, naming the migrations by their
     files: from which one, back to which one (`-N` is N steps back, `base` before the first)."""
-    from alembic.script import ScriptDirectory
-
     database = f"the {env.name} database {env['APPLICATION_DB']} on {host}:{port}"
-    current = applied_revision(env, host, port)
-    if current is None:
+    applied = migrations_below(env, host, port)
+    if not applied:
         fail(f"nothing to downgrade: {database} has no migration applied")
-    scripts = ScriptDirectory(str(PROJECT / "migrations"))
-    # The applied migration and those below it, newest first; None is before the first.
-    applied = list(scripts.iterate_revisions(current, "base"))
-    below = [*(Path(script.path).stem for script in applied), None]
+    below = [*(file_name(script) for script in applied), None]  # None: before the first
     ids = [script.revision for script in applied]
     steps_back = int(revision[1:]) if revision[:1] == "-" and revision[1:].isdigit() else None
     if steps_back is not None and 0 < steps_back < len(below):
@@ -191,10 +198,10 @@ def paths_from(folder: Path, args: list[str]) -> list[str]:
 
 def tests_against_database(env: Env, command: list[str], ready_timeout: float) -> int:
     """pytest_command against the tests' database: the warm server at once, or a throwaway
-    server started while pytest starts, so that its
-    imports and the server's start overlap. tests/conftest.py gets the database's variables
-    on a socket, and says there when the session is done with it: the server is then stopped
-    while pytest writes its coverage report."""
+    server started while pytest starts, so that its imports and the server's start overlap.
+    tests/conftest.py gets the database's variables on a socket, and says there when the
+    session is done with it: the server is then stopped while pytest writes its coverage
+    report."""
     servers = db_servers(env, ready_timeout)
     if servers.running() is not None:
         with database_for_tests(env, ready_timeout, servers):

@@ -48,6 +48,12 @@ def compose_project(env: Env, suffix: str = "") -> str:
     return f"{base}-{env.name}{suffix}"
 
 
+def stack_name(env: Env) -> str:
+    """`<project>-production-swarm`: never the Compose production project's name, so that
+    neither takes the other's network or volume (each keeps its own data)."""
+    return compose_project(env, "-swarm")
+
+
 def compose_command(env: Env, project: str) -> list[str]:
     return ["docker", "compose", "-p", project, "-f", str(compose_file(env))]
 
@@ -173,7 +179,7 @@ def stack_database(env: Env) -> tuple[str, str] | None:
     stack on this engine: (container id, what runs it); None without either."""
     if not docker_engine_answers():
         return None
-    project, stack = compose_project(env), compose_project(env, "-swarm")
+    project, stack = compose_project(env), stack_name(env)
     where = {
         f"the Compose project {project}": (f"com.docker.compose.project={project}", "com.docker.compose.service=db"),
         f"the Swarm stack {stack}": (f"com.docker.stack.namespace={stack}", f"com.docker.swarm.service.name={stack}_db"),

@@ -9,7 +9,7 @@ import time
 
 from steps import PROJECT
 from steps.commands import fail
-from steps.compose import compose_file, compose_or_fail, compose_project, require_docker
+from steps.compose import compose_file, compose_or_fail, require_docker
 from steps.environment import Env
 
 # Compose keys `docker stack deploy` refuses or ignores: the web entry point waits for the
@@ -25,12 +25,6 @@ def require_swarm_manager(c) -> None:
             "this Docker engine is not a swarm manager: `docker swarm init` makes it one "
             "(a swarm of this machine), or run this on a manager of your swarm"
         )
-
-
-def stack_name(env: Env) -> str:
-    """`<project>-production-swarm`: never the Compose production project's name, so that
-    neither takes the other's network or volume (each keeps its own data)."""
-    return compose_project(env, "-swarm")
 
 
 def answering_address(port: int, timeout: float = 10) -> str | None:

@@ -139,16 +139,21 @@ def test_the_apps_own_hook_runs_after_the_numbering(scratch_database, migrations
     assert (migrations_copy / "versions" / f"{numbers[1]}_x.py").exists()
 
 
+def upgrade_refused(app, directory: Path) -> str:
+    """The one line `flask db upgrade` stops with on `directory`'s migrations."""
+    config = app.extensions["migrate"].migrate.get_config(str(directory))
+    with pytest.raises(CommandError) as error:
+        command.upgrade(config, "head")
+    return str(error.value)
+
+
 def test_two_migrations_of_one_number_stop_with_the_fix(migrating_app, migrations_copy, numbers):
     """Two branches each added the next migration and were merged: Alembic would keep one and
     skip the other."""
     newest, new, after = numbers
     add_migration(migrations_copy, f"{new}_add_name.py", new, newest)
     add_migration(migrations_copy, f"{new}_add_phone.py", new, newest)
-    config = migrating_app.extensions["migrate"].migrate.get_config(str(migrations_copy))
-    with pytest.raises(CommandError) as error:
-        command.upgrade(config, "head")
-    assert str(error.value) == (
+    assert upgrade_refused(migrating_app, migrations_copy) == (
         f"migrations/versions/{new}_add_name.py and {new}_add_phone.py both claim revision {new}:"
         f" renumber one as the newest migration, e.g. rename {new}_add_phone.py to"
         f' {after}_add_phone.py and set in it revision = "{after}" and down_revision = "{new}"'
@@ -162,10 +167,7 @@ def test_a_renumbered_migration_still_following_the_old_newest_stops_with_the_fi
     newest, new, after = numbers
     add_migration(migrations_copy, f"{new}_add_name.py", new, newest)
     add_migration(migrations_copy, f"{after}_add_phone.py", after, newest)
-    config = migrating_app.extensions["migrate"].migrate.get_config(str(migrations_copy))
-    with pytest.raises(CommandError) as error:
-        command.upgrade(config, "head")
-    assert str(error.value) == (
+    assert upgrade_refused(migrating_app, migrations_copy) == (
         f"migrations/versions/{new}_add_name.py and {after}_add_phone.py are both newest"
         f' (two heads): set down_revision = "{new}" in {after}_add_phone.py'
     )

@@ -362,7 +362,7 @@ def test_two_clones_of_one_project_get_their_own_compose_projects(tmp_path):
 
 def test_the_swarm_stack_and_the_compose_production_project_have_their_own_names():
     env = environment.Env("production", {"COMPOSE_PROJECT_NAME": "shop"})
-    assert (swarm.stack_name(env), compose.compose_project(env)) == (
+    assert (compose.stack_name(env), compose.compose_project(env)) == (
         "shop-production-swarm", "shop-production",
     )  # fmt: skip
 
