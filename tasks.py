@@ -29,7 +29,16 @@ from steps.app_commands import (
     watch_command,
     web_port,
 )
-from steps.commands import background, confirm, fail, remainder, run, say, task
+from steps.commands import (
+    background,
+    confirm,
+    fail,
+    remainder,
+    run,
+    say,
+    task,
+    words_before_the_dashes,
+)
 from steps.compose import (
     compose_command,
     compose_project,
@@ -455,3 +464,4 @@ ns.configure(
         "lock": {"python": "3.11", "index_url": "https://pypi.org/simple"},
     }
 )
+words_before_the_dashes(sys.argv, ns.task_names)

@@ -14,7 +14,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -175,6 +175,25 @@ def remainder(c, argv: list[str] | None = None) -> list[str]:
     if "--" in argv:
         return argv[argv.index("--") + 1 :]
     return shlex.split(c.remainder or "")
+
+
+# The tasks that hand the words after `--` on, and the command they go to.
+PASSES_ON = {"dev": "flask run", "test": "pytest", "flask": "flask", "compose": "docker compose"}
+
+
+def words_before_the_dashes(argv: list[str], task_names: Iterable[str]) -> None:
+    """`inv compose up` would get only invoke's "No idea what 'up' is!", and its parser has
+    no hook for a better line: so the tasks module checks inv's command line as it loads."""
+    program = Path(argv[0])
+    if program.name not in ("inv", "invoke") and program.parent.name != "invoke":
+        return  # not inv, nor `python -m invoke`
+    words = argv[1 : argv.index("--")] if "--" in argv else argv[1:]
+    for at, (name, word) in enumerate(zip(words, words[1:]), start=1):
+        if name in PASSES_ON and not word.startswith("-") and word not in task_names:
+            fail(
+                f"{word!r} is not a task: what goes to {PASSES_ON[name]} comes after `--`, "
+                f"as in `inv {name} -- {shlex.join(words[at:])}`"
+            )
 
 
 def confirm(question: str, yes: bool, production: bool) -> None:

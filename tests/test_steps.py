@@ -466,3 +466,30 @@ def test_module_times_are_kept_after_a_run_that_went_to_its_end(exitstatus, kept
         else {"t/old.py": 3.0, "t/a.py": 9.0}
     )
     assert stored[CACHE_KEY] == expected
+
+
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["inv", "compose", "up", "-d"], "`inv compose -- up -d`"),
+        (["/venv/bin/inv", "test", "tests/test_users.py"], "`inv test -- tests/test_users.py`"),
+        (["inv", "flask", "db", "current", "--", "-v"], "`inv flask -- db current`"),
+        (["/venv/lib/invoke/__main__.py", "compose", "ps"], "`inv compose -- ps`"),
+    ],
+)
+def test_words_for_the_command_before_the_dashes_are_one_line_naming_where_they_go(argv, hint):
+    with pytest.raises(Exit, match=f"is not a task: what goes to .* comes after `--`, as in {hint}"):
+        commands.words_before_the_dashes(argv, tasks.ns.task_names)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["inv", "compose", "--", "up", "-d"],
+        ["inv", "test", "--pattern", "user", "dev"],
+        ["inv", "dev", "test"],
+        ["pytest", "compose", "up"],
+    ],
+)
+def test_tasks_options_and_other_tasks_are_left_to_invoke(argv):
+    commands.words_before_the_dashes(argv, tasks.ns.task_names)

@@ -196,6 +196,7 @@ BAD_INPUT = [
     (["test"], {"APPLICATION_DB": "test; DROP"}, "is not a plain identifier"),
     (["db.up"], {"PG_BIN": "/nonexistent"}, "PG_BIN=/nonexistent has no `postgres`"),
     (["db.reset"], {}, "no terminal to ask on: pass --yes"),
+    (["compose", "up", "-d"], {}, "as in `inv compose -- up -d`"),
     (["flask", "--", "routes"], {**PRODUCTION, "FLASK_DEBUG": "1"}, "FLASK_DEBUG is on with the production config"),
     (["db.up"], {"DB_SERVER": "compose", "PATH": "/nonexistent"}, "no Docker client (`docker`) found"),
     (["db.up"], {"DB_SERVER": "compose", "DOCKER_HOST": NO_ENGINE}, "found no engine answering"),
