@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import shlex
 import signal
@@ -188,7 +189,7 @@ def words_before_the_dashes(argv: list[str], task_names: Iterable[str]) -> None:
     if program.name not in ("inv", "invoke") and program.parent.name != "invoke":
         return  # not inv, nor `python -m invoke`
     words = argv[1 : argv.index("--")] if "--" in argv else argv[1:]
-    for at, (name, word) in enumerate(zip(words, words[1:]), start=1):
+    for at, (name, word) in enumerate(itertools.pairwise(words), start=1):
         if name in PASSES_ON and not word.startswith("-") and word not in task_names:
             fail(
                 f"{word!r} is not a task: what goes to {PASSES_ON[name]} comes after `--`, "

@@ -478,7 +478,9 @@ def test_module_times_are_kept_after_a_run_that_went_to_its_end(exitstatus, kept
     ],
 )
 def test_words_for_the_command_before_the_dashes_are_one_line_naming_where_they_go(argv, hint):
-    with pytest.raises(Exit, match=f"is not a task: what goes to .* comes after `--`, as in {hint}"):
+    with pytest.raises(
+        Exit, match=f"is not a task: what goes to .* comes after `--`, as in {hint}"
+    ):
         commands.words_before_the_dashes(argv, tasks.ns.task_names)
 
 
