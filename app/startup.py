@@ -8,23 +8,31 @@ others wait, then find the database at head.
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import click
 import psycopg2
 from flask.cli import with_appcontext
 from psycopg2 import errors, sql
 from sqlalchemy import text
-from sqlalchemy.engine import URL
 
 from app.extensions import db, init_migrations
 from app.health import connect_arguments
 
 # Any constant: every process migrating this database takes the same lock.
 MIGRATION_LOCK = 7_201_701
-# Waiting longer than this is not a slow start but a wrong address or password.
-FATAL_CONNECT_ERRORS = ("authentication failed", "no pg_hba.conf entry")
+# Retrying these cannot help: the server answered, and said no.
+FATAL_CONNECT_ERRORS = ("authentication failed", "no pg_hba.conf entry", "does not exist")
 
 log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """The server did not answer in time, or stopped; the message says which."""
+
+
+class ServerRefused(DatabaseUnavailable):
+    """The server answered and said no (a wrong password, user or database)."""
 
 
 class StartupError(click.ClickException):
@@ -38,48 +46,55 @@ def say(message: str) -> None:
     click.echo(f"prepare-database: {message}", err=True)
 
 
-def wait_for_server(url: URL, timeout: float) -> None:
-    """Until a real connection to `url` succeeds; wrong credentials fail at once."""
-    deadline = time.monotonic() + timeout
+def wait_for_server(
+    arguments: dict, timeout: float, gone: Callable[[], str | None] = lambda: None
+) -> None:
+    """Until a real connection succeeds (psycopg2.connect keywords); a refusal fails at once,
+    and so does a server we started that `gone` says has exited (it returns why)."""
+    where = f"{arguments.get('host')}:{arguments.get('port')}"
+    deadline, pause = time.monotonic() + timeout, 0.02
     while True:
         try:
-            psycopg2.connect(**connect_arguments(url), connect_timeout=3).close()
+            psycopg2.connect(**{"connect_timeout": 3, **arguments}).close()
             return
         except psycopg2.OperationalError as error:
             reason = (str(error).strip().splitlines() or [repr(error)])[-1]
             if any(text in reason for text in FATAL_CONNECT_ERRORS):
-                raise StartupError(
-                    f"PostgreSQL at {url.host}:{url.port} refused us: {reason}"
-                ) from None
+                raise ServerRefused(f"PostgreSQL at {where} refused us: {reason}") from None
+            exited = gone()
+            if exited:
+                raise DatabaseUnavailable(exited) from None
             left = deadline - time.monotonic()
             if left <= 0:
-                raise StartupError(
-                    f"no PostgreSQL answered at {url.host}:{url.port} within {timeout:.0f} s: {reason}"
+                raise DatabaseUnavailable(
+                    f"no PostgreSQL answered at {where} within {timeout:.0f} s: {reason}"
                 ) from None
-            time.sleep(min(0.5, left))
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.5)
 
 
-def create_database(url: URL, maintenance_db: str) -> None:
-    """Create url's database when missing, from the server's maintenance database."""
-    connection = psycopg2.connect(**connect_arguments(url.set(database=maintenance_db)))
+def create_database(arguments: dict, name: str) -> bool:
+    """Create database `name` when missing, connecting with `arguments` to another database
+    of the server (its maintenance database); True when this call created it."""
+    connection = psycopg2.connect(**arguments)
     try:
         connection.autocommit = True
         with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (url.database,))
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if cursor.fetchone():
-                return
+                return False
             try:
-                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database)))
-                say(f"created database {url.database}")
-            except errors.DuplicateDatabase:  # another replica created it first
-                pass
+                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except errors.DuplicateDatabase:  # another process created it first
+                return False
     finally:
         connection.close()
+    return True
 
 
 def migrate_to_head() -> None:
-    """`flask db upgrade` under the advisory lock. PostgreSQL runs DDL in transactions, so a
-    failed migration leaves the schema as it was."""
+    """`flask db upgrade` of the app's database under the advisory lock, then every connection
+    to it closed. PostgreSQL runs DDL in transactions: a failed migration changes nothing."""
     from flask import current_app
     from flask_migrate import upgrade
 
@@ -112,8 +127,12 @@ def prepare_database(create: bool | None, timeout: float) -> None:
     if create is None:
         create = not os.environ.get("DATABASE_URL")
     maintenance_db = os.environ.get("POSTGRES_DB") or "postgres"
-    wait_for_server(url.set(database=maintenance_db) if create else url, timeout)
-    if create:
-        create_database(url, maintenance_db)
+    server = connect_arguments(url.set(database=maintenance_db) if create else url)
+    try:
+        wait_for_server(server, timeout)
+    except DatabaseUnavailable as error:
+        raise StartupError(str(error)) from None
+    if create and create_database(server, url.database):
+        say(f"created database {url.database}")
     migrate_to_head()
     say(f"database {url.database} on {url.host}:{url.port} is at head")

@@ -64,7 +64,7 @@ TEST_FILE = "tests/test_models.py"
 # What an outer `inv` or `inv test` may have exported: each measured command loads its own.
 EXPORTED = {
     "APPLICATION_CONFIG", "FLASK_CONFIG", "FLASK_DEBUG", "SECRET_KEY", "DB_SERVER",
-    "DATABASE_URL", "INV_TEST_DATABASE", "INV_TEST_DATABASE_SOCKET", "PGPASSWORD", *REQUIRED_VARIABLES,
+    "DATABASE_URL", "INV_TEST_DATABASE", "PGPASSWORD", *REQUIRED_VARIABLES,
 }  # fmt: skip
 IGNORED = shutil.ignore_patterns(
     ".git", ".venv", ".postgres", "__pycache__", ".pytest_cache", ".ruff_cache",

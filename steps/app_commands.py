@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from steps import PROJECT
 from steps.commands import (
-    exit_code,
     fail,
     run,
-    signals_forwarded,
-    signals_held,
-    start_foreground,
-    to_child,
 )
 from steps.environment import Env, where_to_set
 from steps.postgres import LOOPBACK, applied_revision, port_is_free
-from steps.servers import TEST_DATABASE_SOCKET, database_for_tests, db_servers
 
 # `python -m MODULE`, but a Ctrl-C while the module starts ends it without a traceback.
 PYTHON_MODULE = [sys.executable, "-m", "steps.interruptible"]
@@ -36,7 +27,8 @@ def flask(*args: str, interactive: bool = False) -> int:
 
 
 def migrate_to_head() -> None:
-    if flask("db", "upgrade") != 0:
+    """`flask db upgrade` under the advisory lock, as the image does before it serves."""
+    if flask("prepare-database", "--no-create") != 0:
         fail("the migration failed (see above); fix it, then `inv db.upgrade`")
 
 
@@ -194,41 +186,6 @@ def paths_from(folder: Path, args: list[str]) -> list[str]:
         known = before not in NOT_PATHS and not arg.startswith("-") and path.exists()
         absolute.append(str(folder / arg) if known else arg)
     return absolute
-
-
-def tests_against_database(env: Env, command: list[str], ready_timeout: float) -> int:
-    """pytest_command against the tests' database: the warm server at once, or a throwaway
-    server started while pytest starts, so that its imports and the server's start overlap.
-    tests/conftest.py gets the database's variables on a socket, and says there when the
-    session is done with it: the server is then stopped while pytest writes its coverage
-    report."""
-    servers = db_servers(env, ready_timeout)
-    if servers.running() is not None:
-        with database_for_tests(env, ready_timeout, servers):
-            return run(command)
-    ours, theirs = socket.socketpair()
-    child: list[subprocess.Popen] = []
-    with signals_forwarded(to_child(child)) as received, ours:
-        try:
-            environ = {**os.environ, TEST_DATABASE_SOCKET: str(theirs.fileno())}
-            child.append(start_foreground(command, pass_fds=[theirs.fileno()], env=environ))
-        finally:
-            theirs.close()
-        try:
-            before = dict(os.environ)
-            with database_for_tests(env, ready_timeout, servers):
-                exported = {k: v for k, v in os.environ.items() if before.get(k) != v}
-                with contextlib.suppress(OSError):  # unless pytest has ended (--help, say)
-                    ours.sendall(json.dumps(exported).encode() + b"\n")
-                    while ours.recv(64) not in (b"", b"done\n"):  # done, or pytest ended
-                        pass
-            code = child[0].wait()
-        except BaseException:
-            with signals_held():
-                child[0].terminate()  # it would wait for a database that will not come
-                child[0].wait()
-            raise
-    return exit_code(code, received)
 
 
 def debugger_pin() -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -13,8 +12,6 @@ from steps.environment import Env
 
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT = 30.0
-# Retrying these cannot help: the server answered, and said no.
-FATAL_CONNECT_ERRORS = ("authentication failed", "no pg_hba.conf entry", "does not exist")
 
 
 class Servers:
@@ -95,18 +92,19 @@ def busy_port_error(env: Env, port: int) -> NoReturn:
     )
 
 
+def connect_arguments(env: Env, host: str, port: int, dbname: str | None = None) -> dict:
+    """psycopg2.connect keywords for the env's superuser on `dbname` (its POSTGRES_DB)."""
+    user, password = env["POSTGRES_USER"], env["POSTGRES_PASSWORD"]
+    return {
+        "host": host, "port": port, "user": user, "password": password,
+        "dbname": dbname or env["POSTGRES_DB"], "application_name": "inv",
+    }  # fmt: skip
+
+
 def connect(env: Env, host: str, port: int, dbname: str | None = None, timeout: int = 3):
     import psycopg2
 
-    return psycopg2.connect(
-        host=host,
-        port=port,
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"],
-        dbname=dbname or env["POSTGRES_DB"],
-        connect_timeout=timeout,
-        application_name="inv",
-    )
+    return psycopg2.connect(**connect_arguments(env, host, port, dbname), connect_timeout=timeout)
 
 
 def wait_until_ready(
@@ -116,53 +114,28 @@ def wait_until_ready(
     timeout: float = READY_TIMEOUT,
     alive: Callable[[], str | None] = lambda: None,
 ) -> None:
-    """Poll until a real connection succeeds; wrong credentials fail at once, not at the deadline.
+    """Until a real connection succeeds (the app's own wait: app/startup.py); a refusal fails at
+    once. `alive` returns why the server is gone (for one we started), None while it may come up."""
+    from app.startup import DatabaseUnavailable, ServerRefused, wait_for_server
 
-    `alive` returns why the server is gone (for one we started), or None while it may come up.
-    """
-    import psycopg2
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            connect(env, host, port, timeout=2).close()
-            return
-        except psycopg2.OperationalError as error:
-            reason = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
-            if any(text in reason for text in FATAL_CONNECT_ERRORS):
-                fail(
-                    f"PostgreSQL at {host}:{port} refused us: {reason} (check POSTGRES_USER/_PASSWORD/_DB)"
-                )
-            gone = alive()
-            if gone:
-                fail(gone)
-            if time.monotonic() > deadline:
-                fail(f"no PostgreSQL answered at {host}:{port} within {timeout:.0f} s: {reason}")
-            time.sleep(0.02)
+    try:
+        wait_for_server(connect_arguments(env, host, port), timeout, alive)
+    except ServerRefused as error:
+        fail(f"{error} (check POSTGRES_USER/_PASSWORD/_DB)")
+    except DatabaseUnavailable as error:
+        fail(str(error))
 
 
 def create_database(env: Env, host: str, port: int) -> bool:
-    """Create APPLICATION_DB if missing (the name quoted as an identifier); True if created."""
+    """Create APPLICATION_DB if missing (the app's own step: app/startup.py); True if created."""
     import psycopg2
-    from psycopg2 import errors, sql
 
-    name = env["APPLICATION_DB"]
-    connection = connect(env, host, port)
+    from app.startup import create_database as create
+
     try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cursor.fetchone():
-                return False
-            try:
-                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            except errors.DuplicateDatabase:  # a concurrent run created it first
-                return False
-            except psycopg2.Error as error:
-                fail(f"cannot create database {name!r}: {str(error).strip()}")
-    finally:
-        connection.close()
-    return True
+        return create(connect_arguments(env, host, port), env["APPLICATION_DB"])
+    except psycopg2.Error as error:
+        fail(f"cannot create database {env['APPLICATION_DB']!r}: {str(error).strip()}")
 
 
 def drop_database(env: Env, host: str, port: int) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from steps.commands import say, sigterm_unwinds
 from steps.environment import Env, export
-from steps.postgres import READY_TIMEOUT, Servers, create_database, wait_until_ready
+from steps.postgres import READY_TIMEOUT, Servers, wait_until_ready
 
 
 class ExternalServer(Servers):
@@ -86,21 +86,16 @@ def database_server(
     yield host, port
 
 
-# Exported once the tests' database is ready (host:port): tests/conftest.py then uses it.
+# The tests' server (host:port), exported once it is ready: pytest processes started after
+# (xdist workers, the runs of `inv test --watch`) use it (steps/pytest_database.py).
 TEST_DATABASE = "INV_TEST_DATABASE"
-# Given to a pytest started before its database is ready: the socket on which inv then sends
-# the variables it exported for the database (a JSON line), or closes it when the server
-# failed; pytest answers `done` there when its session no longer needs the database.
-TEST_DATABASE_SOCKET = "INV_TEST_DATABASE_SOCKET"
 
 
 @contextlib.contextmanager
 def database_for_tests(
     env: Env, ready_timeout: float = READY_TIMEOUT, servers: Servers | None = None
 ) -> Iterator[tuple[str, int]]:
-    """The tests' database: a throwaway server (or the warm one) with APPLICATION_DB created,
-    its address exported for tests/conftest.py."""
+    """The tests' server: a throwaway one (or the warm one), its address exported."""
     with database_server(env, True, ready_timeout, servers) as (host, port):
-        create_database(env, host, port)
         export(**{TEST_DATABASE: f"{host}:{port}"})
         yield host, port

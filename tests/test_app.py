@@ -18,7 +18,7 @@ def test_root_says_hello(client):
 
 
 def test_the_app_reads_its_database_from_the_exported_variables(app, monkeypatch):
-    exported = os.environ["APPLICATION_DB"]  # test, or test_gw0 ... under pytest-xdist
+    exported = os.environ["APPLICATION_DB"]  # this process's copy of the template
     monkeypatch.setenv("APPLICATION_DB", "somewhere_else")
     other = create_app("testing")
     assert other.config["SQLALCHEMY_DATABASE_URI"].database == "somewhere_else"

@@ -209,3 +209,13 @@ def test_an_unexpected_error_is_a_500_without_internals(app):
     assert response.json == {
         "error": {"code": "internal_error", "message": "internal server error"}
     }
+
+
+def test_the_view_s_rollback_after_a_duplicate_leaves_the_test_s_session_usable(client, database):
+    for _ in range(2):
+        response = client.post("/users", json={"email": "twice@example.com"})
+    assert response.status_code == 409  # the view caught the IntegrityError and rolled back
+    database.session.add(User(email="after@example.com"))
+    database.session.commit()
+    emails = database.session.scalars(select(User.email).order_by(User.id)).all()
+    assert emails == ["twice@example.com", "after@example.com"]

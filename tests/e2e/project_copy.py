@@ -28,7 +28,7 @@ TIMEOUT = 120
 EXPORTED = {
     "APPLICATION_CONFIG", "FLASK_CONFIG", "FLASK_DEBUG", "FLASK_RUN_HOST", "FLASK_RUN_PORT",
     "SECRET_KEY", "WEB_IMAGE", "DB_SERVER", "DATABASE_URL", "PGPASSWORD", "PG_BIN", "HOST_UID", "HOST_GID",
-    "INV_TEST_DATABASE", "INV_TEST_DATABASE_SOCKET",
+    "INV_TEST_DATABASE",
     *environment.REQUIRED_VARIABLES,
 }  # fmt: skip
 
@@ -84,7 +84,8 @@ def clean_environ(db_server: str, **overrides: str) -> dict[str, str]:
     }
     defaults = {
         "DB_SERVER": db_server,
-        "PYTEST_ADDOPTS": "--no-cov -p no:cacheprovider",
+        "PYTEST_ADDOPTS": "-p no:cacheprovider",
+        "INVOKE_TEST_COVERAGE": "0",  # inv's test.coverage
         "INVOKE_TEST_WORKERS": "0",  # three sample tests: one process
     }
     return {**environ, **defaults, **overrides}

@@ -122,7 +122,7 @@ def test_ctrl_c_typed_while_pytest_starts_is_one_line_and_130(project, leaves_no
     assert status == 130, output
     assert "Traceback" not in output
     after = output.split("throwaway testing PostgreSQL", 1)[1].strip().splitlines()[1:]
-    assert len(after) <= 5, output  # pytest's own "KeyboardInterrupt" lines, if it had started
+    assert len(after) <= 7, output  # ^C, and pytest's own summary of a KeyboardInterrupt
     assert after[-1].endswith("inv: interrupted; its commands and throwaway servers are stopped")
 
 

@@ -1,0 +1,182 @@
+"""The tests' PostgreSQL, for `inv test` and plain pytest alike (pyproject.toml loads it).
+
+The first test that needs a database starts a throwaway server through the tasks' steps, or
+uses the warm one of `APPLICATION_CONFIG=testing inv db.up`, or the one `inv test --watch`
+keeps. Migrating is done once per state of migrations/, into a template database; each
+pytest process (each xdist worker) then gets a copy of it: `CREATE DATABASE ... TEMPLATE`.
+"""
+
+import contextlib
+import hashlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+
+import pytest
+from invoke import Exit
+
+from steps import PROJECT
+from steps.environment import Env, load_env
+from steps.local_files import process_alive, project_key
+from steps.postgres import connect
+from steps.servers import TEST_DATABASE, database_for_tests
+
+
+@pytest.fixture(scope="session")
+def test_server(request) -> Iterator[tuple[Env, str, int]]:
+    """The testing environment, and the host and port of its server, up for the session."""
+    with contextlib.ExitStack() as stack:
+        env = load_env("testing")
+        if not os.environ.get(TEST_DATABASE):
+            # The steps' `inv:` lines (which server, or why none) show as they come.
+            with request.config.pluginmanager.get_plugin(
+                "capturemanager"
+            ).global_and_fixture_disabled():
+                print(file=sys.stderr)
+                try:
+                    stack.enter_context(database_for_tests(env))
+                except Exit as error:
+                    print(error.message, file=sys.stderr)
+                    pytest.exit("no test database (see above)", returncode=error.code)
+            stack.enter_context(sigterm_interrupts())
+        host, port = os.environ[TEST_DATABASE].rsplit(":", 1)
+        yield env, host, int(port)
+
+
+@pytest.fixture(scope="session")
+def test_database(test_server) -> Iterator[str]:
+    """This process's copy of the template, its name exported as APPLICATION_DB for the app."""
+    env, host, port = test_server
+    with server_connection(env, host, port) as server:
+        remove_abandoned_copies(env, server)
+        template = template_at_head(env, server)
+    with copy_of(env, host, port, template) as name:
+        os.environ["APPLICATION_DB"] = name
+        yield name
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the session as Ctrl-C does (pytest would take the steps' SystemExit for
+    a failing test and go on); either way, the session's teardown stops the server."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def server_connection(env: Env, host: str, port: int):
+    """A connection to the server's maintenance database, each statement its own transaction."""
+    connection = connect(env, host, port)
+    try:
+        connection.autocommit = True
+        yield connection
+    finally:
+        connection.close()
+
+
+def migrations_digest() -> str:
+    """Of migrations/ (versions and env.py): editing a migration makes a new template."""
+    digest = hashlib.sha256()
+    for path in sorted((PROJECT / "migrations").rglob("*.py")):
+        digest.update(str(path.relative_to(PROJECT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def names(env: Env) -> tuple[str, str]:
+    """This clone's prefixes: of its templates, and of the copies its pytest processes make."""
+    prefix = f"{env['APPLICATION_DB']}_{project_key().rsplit('-', 1)[1]}"  # the path's hash
+    return f"{prefix}_template_", f"{prefix}_pid"
+
+
+def template_at_head(env: Env, server) -> str:
+    """The template database at the migrations' head, built when missing (under a lock: the
+    other processes wait, then find it), and this clone's older templates dropped."""
+    from psycopg2 import sql
+
+    prefix = names(env)[0]
+    template = prefix + migrations_digest()
+    with server.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", (prefix,))
+        try:
+            cursor.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (template,))
+            if cursor.fetchone() != (True,):
+                drop(cursor, template)  # half made by a run that was killed
+                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template)))
+                migrate(template)
+                # No connection may open it again: a copy fails while one is open.
+                options = "IS_TEMPLATE true ALLOW_CONNECTIONS false"
+                cursor.execute(
+                    sql.SQL("ALTER DATABASE {} WITH " + options).format(sql.Identifier(template))
+                )
+                cursor.execute(
+                    "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)
+                )
+                for (older,) in cursor.fetchall():
+                    if older != template:
+                        drop(cursor, older)
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", (prefix,))
+    return template
+
+
+def migrate(name: str) -> None:
+    """`flask db upgrade` of database `name`, as the image does; its connections closed after."""
+    from app import create_app
+    from app.startup import migrate_to_head
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("APPLICATION_DB", name)
+        with create_app("testing").app_context():
+            migrate_to_head()
+
+
+def drop(cursor, name: str) -> None:
+    """Drop database `name` if it exists, template or not, closing its connections."""
+    from psycopg2 import sql
+
+    cursor.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,))
+    found = cursor.fetchone()
+    if found is None:
+        return
+    if found[0]:
+        cursor.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name)))
+    cursor.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextlib.contextmanager
+def copy_of(env: Env, host: str, port: int, template: str) -> Iterator[str]:
+    """A database made from the template for this process, dropped on the way out."""
+    from psycopg2 import sql
+
+    name = f"{names(env)[1]}{os.getpid()}"
+    with server_connection(env, host, port) as server, server.cursor() as cursor:
+        drop(cursor, name)
+        query = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
+        cursor.execute(query.format(sql.Identifier(name), sql.Identifier(template)))
+    try:
+        yield name
+    finally:
+        with server_connection(env, host, port) as server, server.cursor() as cursor:
+            drop(cursor, name)
+
+
+def remove_abandoned_copies(env: Env, server) -> None:
+    """The copies of this clone's pytest processes that were killed before they dropped them
+    (on a server of this machine: another machine's process ids mean nothing here)."""
+    if env.db_server == "external":
+        return
+    prefix = names(env)[1]
+    with server.cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,))
+        for (name,) in cursor.fetchall():
+            pid = name.removeprefix(prefix)
+            if pid.isdigit() and not process_alive(int(pid)):
+                drop(cursor, name)

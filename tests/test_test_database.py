@@ -1,0 +1,83 @@
+"""The tests' database (steps/pytest_database.py): a copy of a template at the migrations' head."""
+
+import contextlib
+import os
+import shutil
+
+import psycopg2
+import pytest
+
+from steps import PROJECT, pytest_database
+
+
+@pytest.fixture
+def server(test_server, test_database):
+    """(env, a connection to the test server's maintenance database)."""
+    env, host, port = test_server
+    with pytest_database.server_connection(env, host, port) as connection:
+        yield env, connection
+
+
+def databases(connection, prefix: str) -> dict[str, tuple[bool, bool]]:
+    """{name: (is a template, allows connections)} of the databases starting with `prefix`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT datname, datistemplate, datallowconn FROM pg_database "
+            "WHERE starts_with(datname, %s)",
+            (prefix,),
+        )
+        return {name: (template, allowed) for name, template, allowed in cursor.fetchall()}
+
+
+def test_each_process_works_in_a_copy_of_a_template_nobody_can_connect_to(server, test_database):
+    env, connection = server
+    templates, copies = pytest_database.names(env)
+    assert test_database == f"{copies}{os.getpid()}"
+    template = templates + pytest_database.migrations_digest()
+    assert databases(connection, templates) == {template: (True, False)}
+    with pytest.raises(psycopg2.OperationalError, match="is not currently accepting connections"):
+        psycopg2.connect(**{**connection.get_dsn_parameters(), "dbname": template,
+                            "password": env["POSTGRES_PASSWORD"]})  # fmt: skip
+
+
+def test_editing_a_migration_makes_a_new_template_and_drops_the_old_one(
+    server, tmp_path, monkeypatch
+):
+    env, connection = server
+    templates = pytest_database.names(env)[0]
+    shutil.copytree(PROJECT / "migrations", tmp_path / "migrations")
+    first = next((tmp_path / "migrations" / "versions").glob("0001_*.py"))
+    first.write_text(first.read_text() + "\n# edited\n")
+    before = pytest_database.template_at_head(env, connection)
+    monkeypatch.setattr(pytest_database, "PROJECT", tmp_path)
+    try:
+        edited = pytest_database.template_at_head(env, connection)
+        assert edited != before
+        assert databases(connection, templates) == {edited: (True, False)}
+    finally:
+        monkeypatch.undo()
+        assert pytest_database.template_at_head(env, connection) == before
+    assert databases(connection, templates) == {before: (True, False)}
+
+
+def test_a_template_half_made_by_a_killed_run_is_made_again(server):
+    env, connection = server
+    template = pytest_database.template_at_head(env, connection)
+    with connection.cursor() as cursor:  # as if the run was killed before its last step
+        cursor.execute(f'ALTER DATABASE "{template}" IS_TEMPLATE false ALLOW_CONNECTIONS true')
+    assert pytest_database.template_at_head(env, connection) == template
+    assert databases(connection, template) == {template: (True, False)}
+
+
+def test_copies_left_by_killed_processes_are_dropped_and_live_ones_kept(server):
+    env, connection = server
+    if env.db_server == "external":
+        pytest.skip("DB_SERVER=external: process ids of another machine mean nothing here")
+    copies = pytest_database.names(env)[1]
+    dead = 2**22 + 1  # above the kernel's largest process id
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{copies}{dead}"')
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(pytest_database.drop, connection.cursor(), f"{copies}{dead}")
+        pytest_database.remove_abandoned_copies(env, connection)
+        assert set(databases(connection, copies)) == {f"{copies}{os.getpid()}"}
