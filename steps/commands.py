@@ -15,6 +15,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -52,11 +53,16 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextlib.contextmanager
 def sigterm_unwinds() -> Iterator[None]:
     """While this block runs, SIGTERM unwinds like Ctrl-C does, so that every `finally`
-    stops what the task started (by default SIGTERM ends the process on the spot)."""
-    if signal.getsignal(signal.SIGTERM) is _exit_on_sigterm:
+    stops what the task started (by default SIGTERM ends the process on the spot). Signals
+    reach the main thread only: in another, it leaves them to that one."""
+    if signal.getsignal(signal.SIGTERM) is _exit_on_sigterm or not in_main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -69,6 +75,9 @@ def sigterm_unwinds() -> Iterator[None]:
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
     """Let teardown finish: a second Ctrl-C or SIGTERM is ignored while it runs."""
+    if not in_main_thread():
+        yield
+        return
     previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

@@ -26,7 +26,7 @@ from steps import PROJECT
 from steps.commands import fail, signals_held
 from steps.environment import Env, export
 from steps.local_files import (
-    THROWAWAY_SETTINGS,
+    TEST_SETTINGS,
     as_account,
     ensure_dir,
     find_server_binaries,
@@ -280,7 +280,9 @@ class LocalServers(Servers):
             if not (cluster.data / "PG_VERSION").is_file():
                 self.save_password(make_cluster(cluster, self.env))
             self.load_password()
-            process = start_postmaster(cluster, port)
+            process = start_postmaster(
+                cluster, port, TEST_SETTINGS if self.env.name == "testing" else ()
+            )
             wait_until_ready(
                 self.env, LOOPBACK, port, self.ready_timeout, alive=exited(process, cluster)
             )
@@ -298,7 +300,7 @@ class LocalServers(Servers):
     def throwaway(self) -> Iterator[int]:
         with throwaway_cluster(self.env) as cluster, self.password_for_the_block(cluster.password):
             port = free_port()
-            process = start_postmaster(cluster, port, THROWAWAY_SETTINGS)
+            process = start_postmaster(cluster, port, TEST_SETTINGS)
             try:
                 wait_until_ready(
                     self.env, LOOPBACK, port, self.ready_timeout, alive=exited(process, cluster)

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 DEBIAN_SERVER_BINARIES = "/usr/lib/postgresql/*/bin"
 # As root, the local server runs as this unprivileged system user.
 SERVER_USER = "pglocal"
-# Server settings for throwaway test clusters: durability is worthless there, speed is not.
-THROWAWAY_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+# Server settings for test clusters (throwaway, and the testing environment's): durability is
+# worthless there, speed is not.
+TEST_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
 
 
 def find_server_binaries() -> Path:

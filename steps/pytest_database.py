@@ -1,8 +1,7 @@
 """The tests' PostgreSQL, for `inv test` and plain pytest alike (pyproject.toml loads it).
 
-The first test that needs a database starts a throwaway server through the tasks' steps, or
-uses the warm one of `APPLICATION_CONFIG=testing inv db.up`, or the one `inv test --watch`
-keeps. Migrating is done once per state of migrations/, into a template database; each
+A throwaway server starts through the tasks' steps while pytest collects, or the warm one
+of `APPLICATION_CONFIG=testing inv db.up` is used, or the one `inv test --watch` keeps. Migrating is done once per state of migrations/, into a template database; each
 pytest process (each xdist worker) then gets a copy of it: `CREATE DATABASE ... TEMPLATE`.
 """
 
@@ -11,6 +10,7 @@ import hashlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -23,25 +23,64 @@ from steps.postgres import connect
 from steps.servers import TEST_DATABASE, database_for_tests
 
 
+class Starting(threading.Thread):
+    """The tests' server starting (a throwaway one, or the warm one) beside what pytest does
+    meanwhile: collecting imports the app, which takes about as long."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.env = load_env("testing")
+        self.stack = contextlib.ExitStack()
+        self.stack.enter_context(sigterm_interrupts())  # signals are the main thread's
+        self.lines: list[str] = []  # what the steps say, shown once a test waits for it
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.stack.enter_context(database_for_tests(self.env, report=self.lines.append))
+        except BaseException as error:  # raised again where a test waits for the server
+            self.error = error
+
+
+STARTING = pytest.StashKey[Starting]()
+
+
+def pytest_sessionstart(session) -> None:
+    """Start the server now, unless one is given (`inv test --watch`) or this is a process of
+    pytest-xdist, whose workers start theirs when a test needs it."""
+    config = session.config
+    xdist = config.getoption("numprocesses", None) or hasattr(config, "workerinput")
+    if not (os.environ.get(TEST_DATABASE) or config.option.collectonly or xdist):
+        config.stash[STARTING] = Starting()
+
+
+@pytest.hookimpl(trylast=True)  # after the fixtures' teardown, which drops the copy
+def pytest_sessionfinish(session) -> None:
+    starting = session.config.stash.get(STARTING, None)
+    if starting is not None:
+        starting.join()
+        starting.stack.close()
+
+
 @pytest.fixture(scope="session")
-def test_server(request) -> Iterator[tuple[Env, str, int]]:
+def test_server(request) -> tuple[Env, str, int]:
     """The testing environment, and the host and port of its server, up for the session."""
-    with contextlib.ExitStack() as stack:
-        env = load_env("testing")
-        if not os.environ.get(TEST_DATABASE):
-            # The steps' `inv:` lines (which server, or why none) show as they come.
-            with request.config.pluginmanager.get_plugin(
-                "capturemanager"
-            ).global_and_fixture_disabled():
-                print(file=sys.stderr)
-                try:
-                    stack.enter_context(database_for_tests(env))
-                except Exit as error:
-                    print(error.message, file=sys.stderr)
-                    pytest.exit("no test database (see above)", returncode=error.code)
-            stack.enter_context(sigterm_interrupts())
-        host, port = os.environ[TEST_DATABASE].rsplit(":", 1)
-        yield env, host, int(port)
+    config = request.config
+    if not os.environ.get(TEST_DATABASE):
+        starting = config.stash.setdefault(STARTING, None) or Starting()
+        config.stash[STARTING] = starting
+        starting.join()
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled():  # the steps' lines show, not captured
+            print("", *(f"inv: {line}" for line in starting.lines), sep="\n", file=sys.stderr)
+            if isinstance(starting.error, Exit):
+                print(starting.error.message, file=sys.stderr)
+                pytest.exit("no test database (see above)", returncode=starting.error.code)
+        if starting.error is not None:
+            raise starting.error
+    host, port = os.environ[TEST_DATABASE].rsplit(":", 1)
+    return load_env("testing"), host, int(port)
 
 
 @pytest.fixture(scope="session")

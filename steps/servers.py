@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from steps.commands import say, sigterm_unwinds
 from steps.environment import Env, export
@@ -57,6 +57,7 @@ def database_server(
     throwaway: bool = False,
     ready_timeout: float = READY_TIMEOUT,
     servers: Servers | None = None,
+    report: Callable[[str], None] = say,
 ) -> Iterator[tuple[str, int]]:
     """Server up -> wait until a connection succeeds; yields (host, port), exported for the app.
 
@@ -67,13 +68,13 @@ def database_server(
     host, port = servers.host, servers.running()
     if throwaway and port is None:
         with sigterm_unwinds(), servers.throwaway() as port:
-            say(f"throwaway {env.name} PostgreSQL ({servers.describe()}) on {host}:{port}")
+            report(f"throwaway {env.name} PostgreSQL ({servers.describe()}) on {host}:{port}")
             export(POSTGRES_HOSTNAME=host, POSTGRES_PORT=port)
             yield host, port
         return
     if port is None:
         port = servers.start()
-        say(
+        report(
             f"started the {env.name} PostgreSQL server ({servers.describe()}) on {host}:{port}; `{task_for(env, 'db.down')}` stops it"
         )
     else:
@@ -81,7 +82,7 @@ def database_server(
         wait_until_ready(env, host, port, timeout=ready_timeout)
         what = "using the warm" if throwaway else "the"
         left = ", left running" if throwaway else " is running"
-        say(f"{what} {env.name} PostgreSQL server ({servers.describe()}) on {host}:{port}{left}")
+        report(f"{what} {env.name} PostgreSQL server ({servers.describe()}) on {host}:{port}{left}")
     export(POSTGRES_HOSTNAME=host, POSTGRES_PORT=port)
     yield host, port
 
@@ -93,9 +94,9 @@ TEST_DATABASE = "INV_TEST_DATABASE"
 
 @contextlib.contextmanager
 def database_for_tests(
-    env: Env, ready_timeout: float = READY_TIMEOUT, servers: Servers | None = None
+    env: Env, ready_timeout: float = READY_TIMEOUT, report: Callable[[str], None] = say
 ) -> Iterator[tuple[str, int]]:
     """The tests' server: a throwaway one (or the warm one), its address exported."""
-    with database_server(env, True, ready_timeout, servers) as (host, port):
+    with database_server(env, True, ready_timeout, report=report) as (host, port):
         export(**{TEST_DATABASE: f"{host}:{port}"})
         yield host, port
