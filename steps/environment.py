@@ -200,6 +200,9 @@ def load_env(name: str | None = None, secrets: bool = True) -> Env:
         for var in IGNORED_BY_TESTING:
             os.environ.pop(var, None)
     os.environ.update(env.vars)
+    # Flask's CLI would load .flaskenv and .env from every folder above this one, where
+    # another user may have written them: the env files are read here, and only these.
+    os.environ["FLASK_SKIP_DOTENV"] = "1"
     return env
 
 

@@ -27,7 +27,7 @@ TIMEOUT = 120
 # What the outer `inv test` exported for this suite: an inner inv must load its own.
 EXPORTED = {
     "APPLICATION_CONFIG", "FLASK_CONFIG", "FLASK_DEBUG", "FLASK_RUN_HOST", "FLASK_RUN_PORT",
-    "SECRET_KEY", "WEB_IMAGE", "DB_SERVER", "DATABASE_URL", "PGPASSWORD", "PG_BIN", "HOST_UID", "HOST_GID",
+    "SECRET_KEY", "WEB_IMAGE", "FLASK_SKIP_DOTENV", "DB_SERVER", "DATABASE_URL", "PGPASSWORD", "PG_BIN", "HOST_UID", "HOST_GID",
     "INV_TEST_DATABASE",
     *environment.REQUIRED_VARIABLES,
 }  # fmt: skip

@@ -268,3 +268,23 @@ def test_inv_serve_runs_gunicorn_and_stops_on_ctrl_c(project, dev_port, app_with
     assert "gunicorn" in output
     assert postgres.port_is_free(int(web_port))
     inv(project, "db.down")
+
+
+def test_no_flaskenv_of_a_parent_folder_is_loaded(project, tmp_path, dev_port):
+    """Flask's CLI looks for .flaskenv and .env in every folder above the one it runs in,
+    where another user may have written one (/tmp is everyone's)."""
+    ran = tmp_path / "ran"
+    evil = project.parent / "evil.py"
+    evil.write_text(f"import pathlib\npathlib.Path({str(ran)!r}).touch()\n")
+    planted = [project.parent / name for name in (".flaskenv", ".env")]
+    for path in planted:
+        path.write_text(f"FLASK_APP={evil}\nFLASK_RUN_PORT=1\n")
+    try:
+        result = inv(project, "flask", "--", "routes", POSTGRES_PORT=dev_port)
+    finally:
+        inv(project, "db.down")
+        for path in [evil, *planted]:
+            path.unlink()
+    assert result.returncode == 0, result.stderr
+    assert "/users" in result.stdout
+    assert not ran.exists(), "a module named by a parent folder's .flaskenv ran"
