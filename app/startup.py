@@ -22,7 +22,12 @@ from app.health import connect_arguments
 # Any constant: every process migrating this database takes the same lock.
 MIGRATION_LOCK = 7_201_701
 # Retrying these cannot help: the server answered, and said no.
-FATAL_CONNECT_ERRORS = ("authentication failed", "no pg_hba.conf entry", "does not exist")
+FATAL_CONNECT_ERRORS = (
+    "authentication failed",
+    "authentication method requirement",  # PGREQUIREAUTH: the server asked for another kind
+    "no pg_hba.conf entry",
+    "does not exist",
+)
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,9 @@ class Servers:
 
     label = ""
     host = LOOPBACK
+    # Started by the project, with a SCRAM password: libpq may then refuse any other kind
+    # of authentication, so that a server impersonating ours never receives the password.
+    ours = True
 
     def __init__(self, env: Env, why: str = "", ready_timeout: float = READY_TIMEOUT) -> None:
         self.env = env

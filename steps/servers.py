@@ -14,6 +14,7 @@ class ExternalServer(Servers):
     """Someone else's server at POSTGRES_HOSTNAME:POSTGRES_PORT: nothing to start or stop."""
 
     label = "external"
+    ours = False
 
     @property
     def host(self) -> str:
@@ -65,6 +66,8 @@ def database_server(
     started by `db.up` runs for this env, which is then used and left running.
     """
     servers = servers or db_servers(env, ready_timeout)
+    if servers.ours:  # for every libpq client from here on: inv, the app, pytest, psql 16+
+        export(PGREQUIREAUTH="scram-sha-256")
     host, port = servers.host, servers.running()
     if throwaway and port is None:
         with sigterm_unwinds(), servers.throwaway() as port:

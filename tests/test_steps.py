@@ -1,13 +1,16 @@
 """The steps on their own, in this process: env loading and checks, argument handling,
 command lines. No server and no subprocess unless a test says why."""
 
+import contextlib
 import io
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 from invoke import Config, Exit, MockContext, Result
@@ -21,6 +24,8 @@ from steps import (
     environment,
     local,
     local_files,
+    postgres,
+    servers,
     swarm,
 )
 
@@ -495,3 +500,52 @@ def test_words_for_the_command_before_the_dashes_are_one_line_naming_where_they_
 )
 def test_tasks_options_and_other_tasks_are_left_to_invoke(argv):
     commands.words_before_the_dashes(argv, tasks.ns.task_names)
+
+
+SSL_REQUEST, GSS_REQUEST = (80877103).to_bytes(4, "big"), (80877104).to_bytes(4, "big")
+
+
+class Impostor:
+    """Another local user's fake PostgreSQL on a port inv will connect to (one our server
+    could not bind): it asks for the password in clear text and keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.received = b""
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            connection, _ = self.listener.accept()
+            with connection:
+                connection.settimeout(2)
+                with contextlib.suppress(OSError):
+                    packet = connection.recv(4096)
+                    while packet[4:8] in (SSL_REQUEST, GSS_REQUEST):
+                        connection.sendall(b"N")  # no encryption: go on in the clear
+                        packet = connection.recv(4096)
+                    self.received += packet  # the startup packet: user and database
+                    connection.sendall(b"R" + (8).to_bytes(4, "big") + (3).to_bytes(4, "big"))
+                    self.received += connection.recv(4096)  # a password message, if any
+
+
+def test_a_server_impersonating_ours_never_gets_the_password(project, monkeypatch):
+    impostor = Impostor()
+    monkeypatch.delenv("PGREQUIREAUTH", raising=False)
+    env = environment.read_env("testing", {"POSTGRES_PASSWORD": "a-random-password"})
+
+    class OursButTaken(postgres.Servers):  # what inv believes: our server, on that port
+        label = "local"
+
+        def running(self):
+            return impostor.port
+
+    def connect_to_it():
+        with servers.database_server(env, ready_timeout=2, servers=OursButTaken(env)):
+            pass
+
+    message = failure(connect_to_it)
+    assert "authentication method requirement" in message, message
+    assert b"user\0postgres" in impostor.received  # it was reached, and asked
+    assert b"a-random-password" not in impostor.received
