@@ -1,31 +1,13 @@
-"""Measure the JSON API under load, as Markdown tables for the README.
+"""The JSON API under load, as Markdown for the README.
 
-1. `GET /users/<id>` (random ids among a few thousand seeded users) under wrk, keep-alive:
-   a. the app under gunicorn, started as `inv serve` starts it (app_commands.gunicorn_command,
-      WEB_CONCURRENCY gevent workers, their default unless set);
-   b. the Flask development server (`python -m flask run`, werkzeug threaded, FLASK_DEBUG=0);
-   c. the floor: the app's query, `SELECT id, email FROM users WHERE id = %s`, in a bare
-      psycopg2 loop in this process (autocommit, one round trip a query), on one thread
-      and on FLOOR_THREADS threads with a connection each.
-   Requests/s, p50 and p99 latency, errors (non-2xx answers, socket errors), and the ratio
-   gunicorn / development server (the goal is at least 3x).
-2. `POST /users` with a fresh email per request for the whole run, under gunicorn: requests,
-   201s, 5xx (must be none), and the rows added to `users`, which must account for every
-   201. wrk stops in the middle of the requests in flight; the emails of those it sent
-   without seeing a 201 are looked up, so the check is exact: rows added = 201s + those of
-   the unanswered requests the server had committed.
+`GET /users/<id>` (random ids among 5,000 seeded users) under wrk, keep-alive, served by
+gunicorn as `inv serve` runs it and by the Flask development server, beside the floor: the
+app's query in a bare psycopg2 loop. Then `POST /users` with fresh emails under gunicorn,
+checked against the rows added. The database is the one `inv test` gives a pytest process
+(DB_SERVER=local|compose picks the server). Needs wrk; exits with 1 on an error answer or a
+lost write. --quick: 2 s runs.
 
-Everything runs on this machine: wrk (`apt-get install wrk`), the app, and a throwaway
-PostgreSQL of the testing environment started as `inv test` starts it (DB_SERVER as
-there: env/testing.env, overridden by the environment). Run it from the project root with
-the venv active; it takes about five times --seconds, plus start-up:
-
-    python benchmarks/load.py [--seconds 30] [--connections 16]
-
-It refuses to run while a warm testing server (`APPLICATION_CONFIG=testing inv db.up`) is
-up, since it would write into that one. What it starts (database server, gunicorn, Flask)
-is stopped on the way out, Ctrl-C and SIGTERM included. It exits with 1 when an answer
-was an error or a write went missing. pytest does not collect this file.
+    python benchmarks/load.py [--seconds 30] [--connections 16] [--quick]
 """
 
 from __future__ import annotations
@@ -44,38 +26,28 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from invoke import Exit
+from measuring import BenchmarkError, load_testing_env, markdown_table, one_line_errors, progress
 from psycopg2.extensions import connection as Connection
 
-PROJECT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT))
-
-from server_overhead import BenchmarkError, exits_on_failure, markdown_table  # noqa: E402  (the sibling script)
-
-import steps  # noqa: E402
-from steps import app_commands, commands, environment, postgres, servers  # noqa: E402
+from steps import PROJECT, app_commands, commands, environment, postgres, servers
+from steps.pytest_database import copy_of, server_connection, template_at_head
 
 SEED_USERS = 5000
-WRK_THREADS = 2  # one per core; wrk shares the machine with the app and the database
-WARM_UP_SECONDS = 2
+WRK_THREADS = 2  # one per core: wrk shares the machine with the app and the database
 FLOOR_THREADS = 4
 QUERY = "SELECT id, email FROM users WHERE id = %s"
 RATIO_GOAL = 3.0
 SOCKET_ERRORS = ("connect", "read", "write", "timeout")
-# What load_env would take from the process environment over env/testing.env: removed, so
-# that the servers measured get the testing environment, as under `inv test`.
-LOADED_PREFIXES = ("POSTGRES_", "APPLICATION_", "FLASK_")
 
-# --------------------------------------------------------------------------- wrk scripts
-
-# Shared by both scripts: number the threads, and print the totals as `@@ name value`
-# lines. Each wrk thread runs its own Lua state: setup() and done() run in the main one,
-# which reads the threads' counters with thread:get() (tables are copied too).
+# Each wrk thread runs its own Lua state; setup() and done() run in the main one, which reads
+# the threads' counters with thread:get(). done() prints the totals as `@@ name value` lines.
 LUA_COMMON = """
 local threads = {}
 
@@ -85,13 +57,10 @@ function setup(thread)
 end
 
 local function report(summary, latency, counters)
-  local errors = summary.errors
-  local values = {
-    requests = summary.requests, duration_us = summary.duration,
+  local e = summary.errors
+  local values = {requests = summary.requests, duration_us = summary.duration,
     p50_us = latency:percentile(50), p99_us = latency:percentile(99), max_us = latency.max,
-    non_2xx = errors.status, connect = errors.connect, read = errors.read,
-    write = errors.write, timeout = errors.timeout,
-  }
+    non_2xx = e.status, connect = e.connect, read = e.read, write = e.write, timeout = e.timeout}
   for _, name in ipairs(counters) do
     values[name] = 0
     for _, thread in ipairs(threads) do
@@ -104,10 +73,8 @@ local function report(summary, latency, counters)
 end
 """
 
-# Arguments: the lowest and highest user id.
-LUA_GET_USER = (
-    LUA_COMMON
-    + """
+# After LUA_COMMON. Arguments: the lowest and highest user id.
+LUA_GET_USER = """
 function init(args)
   low, high = tonumber(args[1]), tonumber(args[2])
   math.randomseed(os.time() * 100 + id)
@@ -121,18 +88,14 @@ function done(summary, latency, requests)
   report(summary, latency, {})
 end
 """
-)
 
-# Arguments: a token unique to the run. Emails are <token>-<thread>-<n>@example.com.
-LUA_POST_USER = (
-    LUA_COMMON
-    + """
+# After LUA_COMMON. Arguments: a token unique to the run. Emails are <token>-<thread>-<n>@example.com.
+LUA_POST_USER = """
 local headers = {["Content-Type"] = "application/json"}
 
 function init(args)
   prefix = args[1] .. "-" .. id .. "-"
-  sent, created, server_errors, other = 0, 0, 0, 0
-  unconfirmed = {}  -- emails sent that no 201 has confirmed yet
+  sent, created, unconfirmed = 0, 0, {}  -- unconfirmed: emails sent, no 201 seen yet
 end
 
 function request()
@@ -146,15 +109,11 @@ function response(status, headers, body)
   if status == 201 then
     created = created + 1
     unconfirmed[body:match('"email":%s*"([^"]+)"')] = nil
-  elseif status >= 500 then
-    server_errors = server_errors + 1
-  else
-    other = other + 1
   end
 end
 
 function done(summary, latency, requests)
-  report(summary, latency, {"sent", "created", "server_errors", "other"})
+  report(summary, latency, {"sent", "created"})
   for _, thread in ipairs(threads) do
     for email in pairs(thread:get("unconfirmed")) do
       print("@@ unconfirmed " .. email)
@@ -162,7 +121,7 @@ function done(summary, latency, requests)
   end
 end
 """
-)
+SCRIPTS = {"get_user": LUA_GET_USER, "post_user": LUA_POST_USER}
 
 
 @dataclass
@@ -173,18 +132,19 @@ class WrkResult:
     unconfirmed: list[str] = field(default_factory=list)
 
     @property
-    def rate(self) -> float:
-        return self.totals["requests"] / (self.totals["duration_us"] / 1e6)
+    def timing(self) -> Timing:
+        rate = self.totals["requests"] / (self.totals["duration_us"] / 1e6)
+        return Timing(rate, self.totals["p50_us"] / 1e6, self.totals["p99_us"] / 1e6)
 
     @property
     def socket_errors(self) -> int:
         return sum(self.totals[name] for name in SOCKET_ERRORS)
 
-    def describe_socket_errors(self) -> str:
-        """`N socket`, with the kinds that occurred; wrk counts an answer slower than its
-        timeout (2 s) as a `timeout` too."""
+    def errors(self) -> str:
+        """Error answers, then socket errors by kind (an answer after 2 s is a `timeout`)."""
         kinds = [f"{self.totals[name]} {name}" for name in SOCKET_ERRORS if self.totals[name]]
-        return f"{self.socket_errors} socket" + (f" ({', '.join(kinds)})" if kinds else "")
+        socket = f"{self.socket_errors} socket" + (f" ({', '.join(kinds)})" if kinds else "")
+        return f"{self.totals['non_2xx']} non-2xx, {socket}"
 
 
 class Timing(NamedTuple):
@@ -195,514 +155,241 @@ class Timing(NamedTuple):
     p99: float
 
 
-class WriteCheck(NamedTuple):
-    """The POST run's answers and what the database holds afterwards."""
-
-    result: WrkResult
-    rows_added: int
-    unconfirmed_committed: int
-
-    @property
-    def rows_of_201s(self) -> int:
-        return self.rows_added - self.unconfirmed_committed
-
-    @property
-    def lost(self) -> int:
-        return self.result.totals["created"] - self.rows_of_201s
-
-
-class Row(NamedTuple):
-    measurement: str
-    rate: str
-    p50: str
-    p99: str
-    errors: str
-
-
-# --------------------------------------------------------------------------- environment, safety
-
-
-def progress(message: str) -> None:
-    print(f"load_benchmark: {message}", file=sys.stderr, flush=True)
-
-
-def require_wrk() -> str:
-    """wrk's version line; a one-line error saying how to install it when it is missing."""
-    if not shutil.which("wrk"):
-        raise BenchmarkError("wrk not found on PATH: apt-get install wrk")
-    banner = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
-    return banner.split("[")[0].strip() or "wrk (version unknown)"
-
-
-def scrub_environment() -> None:
-    """Remove the variables load_env would take over env/testing.env."""
-    for name in [name for name in os.environ if name.startswith(LOADED_PREFIXES)]:
-        del os.environ[name]
-
-
-def throwaway_servers(env: environment.Env) -> postgres.Servers:
-    """Who will run the throwaway server; refused when a warm testing server runs, since
-    `database_server` would use that one and this benchmark would write into it."""
-    chosen = servers.db_servers(env)
-    if chosen.running() is not None:
-        raise BenchmarkError(
-            "a warm testing server is running: stop it first (`APPLICATION_CONFIG=testing inv db.down`)"
-        )
-    return chosen
-
-
-@contextlib.contextmanager
-def throwaway_database(env: environment.Env) -> Iterator[tuple[str, int]]:
-    """A throwaway server with the test database at head, as `inv test` has it."""
-    with servers.database_server(env, throwaway=True) as (host, port):
-        postgres.create_database(env, host, port)
-        app_commands.migrate_to_head()
-        yield host, port
-
-
-def connect(env: environment.Env, host: str, port: int) -> Connection:
-    """A connection to the app's database."""
-    return postgres.connect(env, host, port, dbname=env["APPLICATION_DB"])
-
-
-def seed_users(env: environment.Env, host: str, port: int) -> tuple[int, int]:
-    """Insert SEED_USERS users in one statement; their lowest and highest id."""
-    connection = connect(env, host, port)
-    try:
-        with connection, connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO users (email) SELECT 'seed-' || n || '@example.com'"
-                " FROM generate_series(1, %s) AS n",
-                (SEED_USERS,),
-            )
-            cursor.execute("SELECT min(id), max(id) FROM users")
-            low, high = cursor.fetchone()
-    finally:
-        connection.close()
-    return low, high
-
-
-def count_rows(env: environment.Env, host: str, port: int, emails: list[str]) -> tuple[int, int]:
-    """The number of users, and how many of them have one of `emails`."""
-    connection = connect(env, host, port)
-    try:
-        with connection, connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*), count(*) FILTER (WHERE email = ANY(%s)) FROM users", (emails,)
-            )
-            total, matching = cursor.fetchone()
-    finally:
-        connection.close()
-    return total, matching
-
-
-# --------------------------------------------------------------------------- servers
-
-
-def tail(path: Path, lines: int = 5) -> str:
-    with contextlib.suppress(OSError):
-        return " / ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    return ""
-
-
-@contextlib.contextmanager
-def serving(args: list[str], log: Path, port: int) -> Iterator[subprocess.Popen]:
-    """A server started with `args` in the project root, its output in `log`, once /health
-    answers on `port`; stopped on the way out, after it finishes the requests in flight."""
-    with commands.background(args, log) as process:
-        try:
-            app_commands.wait_for_http(f"{base_url(port)}/health", process)
-        except Exit as error:
-            raise BenchmarkError(f"{error.message}: {tail(log)}") from None
-        yield process
-
-
-def base_url(port: int) -> str:
-    return f"http://{postgres.LOOPBACK}:{port}"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def workers_cpu(master: subprocess.Popen) -> dict[int, float]:
-    """CPU seconds used so far by each worker (child process) of a gunicorn master."""
-    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
-    return {int(pid): cpu_seconds(int(pid)) for pid in children}
-
-
-def gunicorn_settings() -> str:
-    """Workers and their kind, as gunicorn.conf.py sets them in this environment."""
-    settings = runpy.run_path(str(steps.PROJECT / "gunicorn.conf.py"))
-    return f"{settings['workers']} {settings['worker_class']} workers"
-
-
-def dev_server_command(port: int) -> list[str]:
-    """The Flask development server; FLASK_DEBUG=0 is exported by the caller."""
-    return [sys.executable, "-m", "flask", "run", "--port", str(port)]
-
-
-# --------------------------------------------------------------------------- wrk
-
-
-def write_script(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.write_text(text)
-    return path
-
-
-def parse_wrk(output: str) -> WrkResult:
-    """The `@@ name value` lines a done() printed."""
-    result = WrkResult({})
-    for name, value in re.findall(r"^@@ (\w+) (\S+)$", output, re.MULTILINE):
-        if name == "unconfirmed":
-            result.unconfirmed.append(value)
-        else:
-            result.totals[name] = int(value)
-    if "requests" not in result.totals:
-        raise BenchmarkError(f"wrk printed no totals: {output.strip()[-300:]}")
-    return result
-
-
-def run_wrk(script: Path, url: str, seconds: int, connections: int, *args: object) -> WrkResult:
-    """wrk with `script` against `url` for `seconds`, keep-alive; `args` go to the script."""
-    command = [
-        "wrk", "--threads", str(min(WRK_THREADS, connections)), "--connections", str(connections),
-        "--duration", f"{seconds}s", "--script", str(script), url, "--", *map(str, args),
-    ]  # fmt: skip
-    finished = subprocess.run(command, capture_output=True, text=True)
-    if finished.returncode != 0:
-        raise BenchmarkError(f"wrk exited with {finished.returncode}: {finished.stderr.strip()}")
-    return parse_wrk(finished.stdout)
-
-
-def timing(result: WrkResult) -> Timing:
-    totals = result.totals
-    return Timing(result.rate, totals["p50_us"] / 1e6, totals["p99_us"] / 1e6)
-
-
-# --------------------------------------------------------------------------- the floor
-
-
-def query_loop(
-    connect_once: Callable[[], Connection], ids: tuple[int, int], stop: threading.Event
-) -> list[float]:
-    """Run QUERY with random ids until `stop` is set; the seconds each one took."""
-    connection = connect_once()
-    connection.autocommit = True
-    pick = random.Random()
-    latencies: list[float] = []
-    try:
-        with connection.cursor() as cursor:
-            while not stop.is_set():
-                start = time.perf_counter()
-                cursor.execute(QUERY, (pick.randint(*ids),))
-                cursor.fetchone()
-                latencies.append(time.perf_counter() - start)
-    finally:
-        connection.close()
-    return latencies
-
-
-def run_floor(
-    connect_once: Callable[[], Connection], ids: tuple[int, int], threads: int, seconds: int
-) -> Timing:
-    """Queries/s and latency of `threads` query loops, each with its own connection."""
-    stop = threading.Event()
-    results: list[list[float]] = []
-
-    def loop() -> None:
-        results.append(query_loop(connect_once, ids, stop))
-
-    workers = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
-    start = time.perf_counter()
-    try:
-        for worker in workers:
-            worker.start()
-        time.sleep(seconds)
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join()
-    elapsed = time.perf_counter() - start
-    if len(results) != threads:
-        raise BenchmarkError("a query loop failed (see above)")
-    latencies = [latency for result in results for latency in result]
-    return summarize(latencies, elapsed)
-
-
-def summarize(latencies: list[float], elapsed: float) -> Timing:
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return Timing(len(latencies) / elapsed, cuts[49], cuts[98])
-
-
-# --------------------------------------------------------------------------- the table
-
-
-def milliseconds(seconds: float) -> str:
-    return f"{seconds * 1000:.2f} ms"
-
-
-def timing_row(measurement: str, unit: str, measured: Timing, errors: str) -> Row:
-    rate = f"{measured.rate:,.0f} {unit}"
-    return Row(measurement, rate, milliseconds(measured.p50), milliseconds(measured.p99), errors)
-
-
-def read_errors(result: WrkResult) -> str:
-    return f"{result.totals['non_2xx']} non-2xx, {result.describe_socket_errors()}"
-
-
-def shorter(dev: float, gunicorn: float) -> str:
-    """How much shorter gunicorn's latency is than the development server's."""
-    if dev >= gunicorn:
-        return f"{dev / gunicorn:.1f}x shorter"
-    return f"{gunicorn / dev:.1f}x longer"
-
-
-def ratio_row(gunicorn: Timing, dev: Timing) -> Row:
-    ratio = gunicorn.rate / dev.rate
-    verdict = "met" if ratio >= RATIO_GOAL else "NOT met"
-    return Row(
-        "Ratio gunicorn / development server",
-        f"{ratio:.1f}x",
-        shorter(dev.p50, gunicorn.p50),
-        shorter(dev.p99, gunicorn.p99),
-        f"goal >= {RATIO_GOAL:.0f}x: {verdict}",
-    )
-
-
-def write_rows(check: WriteCheck) -> list[tuple[str, str]]:
-    totals = check.result.totals
-    answered = totals["requests"]
-    return [
-        ("Requests answered", f"{answered:,}"),
-        ("... 201 Created", f"{totals['created']:,}"),
-        ("... 5xx", f"{totals['server_errors']:,}"),
-        ("... other statuses", f"{totals['other']:,}"),
-        ("Socket errors", f"{check.result.socket_errors:,}"),
-        ("Requests sent, unanswered when wrk stopped", f"{totals['sent'] - answered:,}"),
-        ("Rows added to `users`", f"{check.rows_added:,}"),
-        ("... of requests without a 201 (in flight at the stop)", f"{check.unconfirmed_committed:,}"),
-        ("... of the 201s (must equal the 201s)", f"{check.rows_of_201s:,}"),
-        ("Writes lost", f"{check.lost:,}"),
-    ]  # fmt: skip
-
-
-# --------------------------------------------------------------------------- the runs
-
-
 @dataclass
-class Bench:
-    """What the runs share: settings, the database, where the scripts and logs go."""
+class Load:
+    """What the runs share: the database, the seeded users' ids, wrk's settings, a folder."""
 
     env: environment.Env
     host: str
     port: int
-    ids: tuple[int, int]
+    database: str
     seconds: int
+    warm_up: int
     connections: int
     folder: Path
+    ids: tuple[int, int] = (0, 0)
 
-    def connect_once(self) -> Connection:
-        return connect(self.env, self.host, self.port)
+    def connect(self) -> Connection:
+        return postgres.connect(self.env, self.host, self.port, dbname=self.database)
 
-    def warm_up(self, script: Path, url: str, *args: object) -> None:
-        """A short run, not counted: the server's connections to the database get made."""
-        run_wrk(script, url, WARM_UP_SECONDS, self.connections, *args)
+    def query(self, sql: str, *params: object) -> tuple:
+        """The first row of `sql`, committed."""
+        with contextlib.closing(self.connect()) as connection, connection.cursor() as cursor:
+            connection.autocommit = True
+            cursor.execute(sql, params)
+            return cursor.fetchone()
 
-    def load(self, script: Path, url: str, *args: object) -> WrkResult:
-        """The measured run."""
-        return run_wrk(script, url, self.seconds, self.connections, *args)
+    def seed_users(self) -> None:
+        """SEED_USERS users in one statement; GET /users/<id> asks for their ids."""
+        self.ids = self.query(
+            "WITH seeded AS (INSERT INTO users (email) SELECT 'seed-' || n || '@example.com'"
+            " FROM generate_series(1, %s) AS n RETURNING id) SELECT min(id), max(id) FROM seeded",
+            SEED_USERS,
+        )
+
+    def wrk(self, script: str, port: int, seconds: int, *args: object) -> WrkResult:
+        """wrk with one of SCRIPTS against the server on `port`; `args` go to the script."""
+        path = self.folder / f"{script}.lua"
+        path.write_text(LUA_COMMON + SCRIPTS[script])
+        command = [
+            "wrk", "--threads", str(min(WRK_THREADS, self.connections)),
+            "--connections", str(self.connections), "--duration", f"{seconds}s",
+            "--script", str(path), f"http://{postgres.LOOPBACK}:{port}", "--", *map(str, args),
+        ]  # fmt: skip
+        finished = subprocess.run(command, capture_output=True, text=True)
+        if finished.returncode != 0:
+            raise BenchmarkError(f"wrk exited with {finished.returncode}: {finished.stderr}")
+        result = WrkResult({})
+        for name, value in re.findall(r"^@@ (\w+) (\S+)$", finished.stdout, re.MULTILINE):
+            if name == "unconfirmed":
+                result.unconfirmed.append(value)
+            else:
+                result.totals[name] = int(value)
+        if "requests" not in result.totals:
+            raise BenchmarkError(f"wrk printed no totals: {finished.stdout.strip()[-300:]}")
+        return result
+
+    def get_users(self, port: int) -> WrkResult:
+        """GET /users/<id>, after a warm-up run that opens the server's connections."""
+        self.wrk("get_user", port, self.warm_up, *self.ids)
+        return self.wrk("get_user", port, self.seconds, *self.ids)
+
+    def floor(self, threads: int) -> Timing:
+        """Queries/s and latency of `threads` loops of QUERY, each on its own connection."""
+        stop = threading.Event()
+
+        def loop() -> list[float]:
+            pick, taken = random.Random(), []
+            with contextlib.closing(self.connect()) as connection:
+                connection.autocommit = True
+                with connection.cursor() as cursor:
+                    while not stop.is_set():
+                        start = time.perf_counter()
+                        cursor.execute(QUERY, (pick.randint(*self.ids),))
+                        cursor.fetchone()
+                        taken.append(time.perf_counter() - start)
+            return taken
+
+        with ThreadPoolExecutor(threads) as pool:
+            start = time.perf_counter()
+            loops = [pool.submit(loop) for _ in range(threads)]
+            try:
+                time.sleep(self.seconds)
+            finally:
+                stop.set()
+            latencies = [latency for done in loops for latency in done.result()]
+        elapsed = time.perf_counter() - start
+        cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+        return Timing(len(latencies) / elapsed, cuts[49], cuts[98])
 
 
-def measure_floor(bench: Bench) -> list[Row]:
-    rows = []
-    for threads in (1, FLOOR_THREADS):
-        progress(f"floor: the query in a psycopg2 loop on {threads} thread(s), {bench.seconds} s")
-        measured = run_floor(bench.connect_once, bench.ids, threads, bench.seconds)
-        label = f"Floor: `{QUERY}`, psycopg2, {threads} thread{'s' if threads > 1 else ''}"
-        rows.append(timing_row(label, "queries/s", measured, "-"))
-    return rows
+@contextlib.contextmanager
+def test_database(env: environment.Env) -> Iterator[tuple[str, int, str]]:
+    """The database a pytest process of `inv test` gets (steps/pytest_database.py): the tests'
+    server, the template at head, a copy of it (exported as APPLICATION_DB for the servers)."""
+    with servers.database_for_tests(env) as (host, port):
+        with server_connection(env, host, port) as server:
+            template = template_at_head(env, server)
+        with copy_of(env, host, port, template) as name:
+            environment.export(APPLICATION_DB=name)
+            yield host, port, name
 
 
-@dataclass
-class GunicornRun:
-    """gunicorn's settings, its GET and POST results, and the CPU seconds each worker
-    used during the GET run (wrk's connections stay with the worker that accepted them)."""
-
-    settings: str
-    get: WrkResult
-    post: WrkResult
-    worker_cpu: list[float]
-
-
-def measure_gunicorn(bench: Bench) -> GunicornRun:
-    """GET then POST under gunicorn; the POST result is complete once gunicorn has stopped,
-    since it finishes the requests in flight first."""
-    port = postgres.free_port()
-    # Access log on, as production runs it.
-    command = app_commands.gunicorn_command(port)
-    settings = gunicorn_settings()
-    get_script = write_script(bench.folder, "get_user.lua", LUA_GET_USER)
-    post_script = write_script(bench.folder, "post_user.lua", LUA_POST_USER)
-    with serving(command, bench.folder / "gunicorn.log", port) as server:
-        progress(f"GET /users/<id> under gunicorn ({settings}), {bench.seconds} s")
-        bench.warm_up(get_script, base_url(port), *bench.ids)
-        before = workers_cpu(server)
-        get = bench.load(get_script, base_url(port), *bench.ids)
-        after = workers_cpu(server)
-        progress(f"POST /users under gunicorn, {bench.seconds} s")
-        token = secrets.token_hex(4)
-        post = bench.load(post_script, base_url(port), token)
-    used = sorted((after[pid] - before.get(pid, 0.0) for pid in after), reverse=True)
-    return GunicornRun(settings, get, post, used)
+@contextlib.contextmanager
+def serving(command: list[str], log: Path, port: int) -> Iterator[subprocess.Popen]:
+    """A server started with `command`, once /health answers; it finishes what is in flight."""
+    with commands.background(command, log) as process:
+        try:
+            app_commands.wait_for_http(f"http://{postgres.LOOPBACK}:{port}/health", process)
+        except Exit as error:
+            tail = " / ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
+            raise BenchmarkError(f"{error.message}: {tail}") from None
+        yield process
 
 
-def measure_dev_server(bench: Bench) -> WrkResult:
-    environment.export(FLASK_DEBUG=0)
-    port = postgres.free_port()
-    script = write_script(bench.folder, "get_user.lua", LUA_GET_USER)
-    with serving(dev_server_command(port), bench.folder / "flask.log", port):
-        progress(f"GET /users/<id> under the Flask development server, {bench.seconds} s")
-        bench.warm_up(script, base_url(port), *bench.ids)
-        return bench.load(script, base_url(port), *bench.ids)
-
-
-def check_writes(bench: Bench, post: WrkResult) -> WriteCheck:
-    total, committed = count_rows(bench.env, bench.host, bench.port, post.unconfirmed)
-    return WriteCheck(post, total - SEED_USERS, committed)
-
-
-@dataclass
-class Results:
+class Measured(NamedTuple):
     """Every measurement of a run."""
 
-    db_server: str
-    gunicorn: GunicornRun
-    dev_server: WrkResult
-    floor: list[Row]
-    writes: WriteCheck
+    workers: str
+    floor: dict[int, Timing]
+    gunicorn: WrkResult
+    post: WrkResult
+    dev: WrkResult
+    rows_added: int
+    in_flight: int  # rows added by requests wrk sent but saw no 201 for: in flight at its stop
+
+    @property
+    def lost(self) -> int:
+        return self.post.totals["created"] - (self.rows_added - self.in_flight)
 
 
-def read_table(results: Results) -> str:
-    served = results.gunicorn
-    gunicorn, dev = timing(served.get), timing(results.dev_server)
-    post = results.writes.result
-    post_errors = f"{post.totals['server_errors']} 5xx, {post.describe_socket_errors()}"
-    rows = [
-        timing_row(f"GET /users/<id>, gunicorn {served.settings}", "req/s", gunicorn,
-                   read_errors(served.get)),
-        timing_row("GET /users/<id>, Flask development server (threaded)", "req/s", dev,
-                   read_errors(results.dev_server)),
-        ratio_row(gunicorn, dev),
-        *results.floor,
-        timing_row(f"POST /users (fresh emails), gunicorn {served.settings}", "req/s",
-                   timing(post), post_errors),
-    ]  # fmt: skip
-    return markdown_table(Row("Measurement", "Rate", "p50", "p99", "Errors"), rows)
+def measure(load: Load) -> Measured:
+    settings = runpy.run_path(str(PROJECT / "gunicorn.conf.py"))
+    workers = f"{settings['workers']} {settings['worker_class']} workers"
+    timings = {}
+    for threads in (1, FLOOR_THREADS):
+        progress(f"floor: the query in a psycopg2 loop on {threads} thread(s), {load.seconds} s")
+        timings[threads] = load.floor(threads)
+    port = postgres.free_port()
+    with serving(app_commands.gunicorn_command(port), load.folder / "gunicorn.log", port):
+        progress(f"GET /users/<id> under gunicorn ({workers}), {load.seconds} s")
+        gunicorn = load.get_users(port)
+        progress(f"POST /users under gunicorn, {load.seconds} s")
+        post = load.wrk("post_user", port, load.seconds, secrets.token_hex(4))
+    # `post` is complete now: gunicorn finished the requests in flight as it stopped.
+    environment.export(FLASK_DEBUG=0)
+    port = postgres.free_port()
+    flask_run = [sys.executable, "-m", "flask", "run", "--port", str(port)]
+    with serving(flask_run, load.folder / "flask.log", port):
+        progress(f"GET /users/<id> under the Flask development server, {load.seconds} s")
+        dev = load.get_users(port)
+    total, in_flight = load.query(
+        "SELECT count(*), count(*) FILTER (WHERE email = ANY(%s)) FROM users", post.unconfirmed
+    )
+    return Measured(workers, timings, gunicorn, post, dev, total - SEED_USERS, in_flight)
 
 
-def describe_setup(results: Results, wrk_version: str, seconds: int, connections: int) -> str:
-    return (
-        f"{os.cpu_count()} cores; {wrk_version}, {min(WRK_THREADS, connections)} threads, "
-        f"{connections} keep-alive connections, {seconds} s per run (GET runs after a "
-        f"{WARM_UP_SECONDS} s warm-up); throwaway PostgreSQL ({results.db_server}); "
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def timing_row(measurement: str, unit: str, measured: Timing, errors: str) -> tuple[str, ...]:
+    return measurement, f"{measured.rate:,.0f} {unit}", ms(measured.p50), ms(measured.p99), errors
+
+
+def report(m: Measured, load: Load) -> str:
+    """The setup, the table and the writes, in Markdown."""
+    gunicorn, dev = m.gunicorn.timing, m.dev.timing
+    ratio = gunicorn.rate / dev.rate
+    goal = f"goal >= {RATIO_GOAL:.0f}x: {'met' if ratio >= RATIO_GOAL else 'NOT met'}"
+    table = markdown_table(
+        ("Measurement", "Rate", "p50", "p99", "Errors"),
+        [
+            timing_row(f"GET /users/<id>, gunicorn {m.workers}", "req/s", gunicorn, m.gunicorn.errors()),
+            timing_row("GET /users/<id>, Flask development server (threaded)", "req/s", dev, m.dev.errors()),
+            ("Ratio gunicorn / development server (latency: the reverse)", f"{ratio:.2f}x",
+             f"{dev.p50 / gunicorn.p50:.2f}x", f"{dev.p99 / gunicorn.p99:.2f}x", goal),
+            *(timing_row(f"Floor: `{QUERY}`, psycopg2, {n} thread(s)", "queries/s", t, "-")
+              for n, t in m.floor.items()),
+            timing_row(f"POST /users (fresh emails), gunicorn {m.workers}", "req/s", m.post.timing,
+                       m.post.errors()),
+        ],
+    )  # fmt: skip
+    setup = (
+        f"{os.cpu_count()} cores; wrk, {min(WRK_THREADS, load.connections)} threads, "
+        f"{load.connections} keep-alive connections, {load.seconds} s per run (GET runs after a "
+        f"{load.warm_up} s warm-up); the tests' PostgreSQL ({servers.db_servers(load.env).label}); "
         f"{SEED_USERS:,} users seeded."
     )
-
-
-def describe_workers(run: GunicornRun) -> str:
-    """How the GET load spread over gunicorn's workers."""
-    seconds = ", ".join(f"{used:.1f}" for used in run.worker_cpu)
-    return f"CPU seconds of each gunicorn worker during the GET run, busiest first: {seconds}."
-
-
-def report(results: Results, wrk_version: str, seconds: int, connections: int) -> str:
-    """The setup, the tables and the workers' load, in Markdown."""
-    write_table = markdown_table(
-        ("POST /users for the whole run", "Count"), write_rows(results.writes)
+    t = m.post.totals
+    writes = (
+        f"POST /users for the whole run: {t['requests']:,} answered, {t['created']:,} of them "
+        f"201; {m.post.errors()}; {t['sent'] - t['requests']:,} unanswered when wrk stopped. Rows added: "
+        f"{m.rows_added:,}, of which {m.in_flight:,} for requests in flight at the stop and "
+        f"{m.rows_added - m.in_flight:,} for the 201s: {m.lost:,} writes lost."
     )
-    return "\n\n".join(
-        [
-            describe_setup(results, wrk_version, seconds, connections),
-            read_table(results),
-            describe_workers(results.gunicorn),
-            write_table,
-        ]
-    )
+    return "\n\n".join([setup, table, writes])
 
 
-def slowest(result: WrkResult) -> str:
-    return milliseconds(result.totals["max_us"] / 1e6)
-
-
-def failures(results: Results) -> list[str]:
+def failures(m: Measured) -> list[str]:
     """What must not happen: error answers, socket errors, lost or unexplained writes."""
-    gets = {"gunicorn GET": results.gunicorn.get, "dev server GET": results.dev_server}
+    results = {"gunicorn GET": m.gunicorn, "dev server GET": m.dev, "POST": m.post}
     problems = [
-        f"{name}: {read_errors(result)} errors, slowest answer {slowest(result)}"
-        for name, result in gets.items()
+        f"{name}: {result.errors()}, slowest answer {ms(result.totals['max_us'] / 1e6)}"
+        for name, result in results.items()
         if result.totals["non_2xx"] or result.socket_errors
     ]
-    check = results.writes
-    totals = check.result.totals
-    if totals["server_errors"] or totals["other"] or check.result.socket_errors:
-        problems.append(
-            f"POST: {totals['server_errors']} 5xx, {totals['other']} other non-201, "
-            f"{check.result.describe_socket_errors()} errors, slowest answer {slowest(check.result)}"
-        )
-    if check.lost:
-        problems.append(f"POST: {check.lost} rows fewer than 201s (negative: more)")
+    not_201 = m.post.totals["requests"] - m.post.totals["created"]
+    if not_201:
+        problems.append(f"POST: {not_201} answers were not 201")
+    if m.lost:
+        problems.append(f"POST: {m.lost} rows fewer than 201s (negative: more)")
     return problems
 
 
-def measure(seconds: int, connections: int) -> Results:
-    """Every measurement, on a throwaway database of the testing environment."""
-    scrub_environment()
-    env = environment.load_env("testing")
-    db_server = throwaway_servers(env).label
-    with (
-        tempfile.TemporaryDirectory(prefix="load-benchmark-") as folder,
-        throwaway_database(env) as (host, port),
-    ):
-        ids = seed_users(env, host, port)
-        bench = Bench(env, host, port, ids, seconds, connections, Path(folder))
-        floor = measure_floor(bench)
-        gunicorn = measure_gunicorn(bench)
-        dev_server = measure_dev_server(bench)
-        writes = check_writes(bench, gunicorn.post)
-    return Results(db_server, gunicorn, dev_server, floor, writes)
-
-
-# --------------------------------------------------------------------------- main
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--seconds", type=int, default=30, help="duration of each measured run (default: 30)"
-    )
-    parser.add_argument(
-        "--connections", type=int, default=16, help="wrk's keep-alive connections (default: 16)"
-    )
-    args = parser.parse_args(argv)
-    if args.seconds < 1:
-        parser.error("--seconds must be at least 1")
-    if args.connections < 1:
-        parser.error("--connections must be at least 1")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so that `finally` blocks stop what was started.
-    with commands.sigterm_unwinds(), exits_on_failure(progress):
-        wrk_version = require_wrk()
-        results = measure(args.seconds, args.connections)
-    print(report(results, wrk_version, args.seconds, args.connections))
-    problems = failures(results)
+    parser.add_argument("--seconds", type=int, default=30, help="each measured run (default: 30)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk's (default: 16)")
+    parser.add_argument("--quick", action="store_true", help="2 s runs, 1 s warm-ups")
+    args = parser.parse_args()
+    if args.seconds < 1 or args.connections < 1:
+        parser.error("--seconds and --connections must be at least 1")
+    seconds, warm_up = (2, 1) if args.quick else (args.seconds, 2)
+    with one_line_errors():
+        if not shutil.which("wrk"):
+            raise BenchmarkError("wrk not found on PATH: apt-get install wrk")
+        chosen = {"DB_SERVER": os.environ["DB_SERVER"]} if "DB_SERVER" in os.environ else {}
+        env = load_testing_env(**chosen)
+        with (
+            tempfile.TemporaryDirectory(prefix="load-") as folder,
+            test_database(env) as (host, port, database),
+        ):
+            load = Load(env, host, port, database, seconds, warm_up, args.connections, Path(folder))
+            load.seed_users()
+            measured = measure(load)
+    print(report(measured, load))
+    problems = failures(measured)
     for problem in problems:
         progress(f"FAILED: {problem}")
     return 1 if problems else 0

@@ -1,6 +1,6 @@
 """How many requests fail while Docker Swarm rolls out a new image of the web service.
 
-    python benchmarks/rolling_update.py [--runs 3] [--replicas 3]
+    python benchmarks/rolling_update.py [--runs 3] [--replicas 3] [--quick]
 
 In a copy of the project (your checkout and stacks are not touched): `inv stack.deploy`,
 then, under a steady loop of real requests (POST /users, then GET of that row), a changed
@@ -80,7 +80,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="rolling updates to measure")
     parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one update of 2 replicas")
     options = parser.parse_args()
+    if options.quick:
+        options.runs, options.replicas = 1, 2
 
     with tempfile.TemporaryDirectory(prefix="rolling-") as folder, swarm_manager():
         root = make_copy(Path(folder))
