@@ -28,6 +28,11 @@ class Starting(threading.Thread):
     meanwhile: collecting imports the app, which takes about as long."""
 
     def __init__(self) -> None:
+        # What the thread imports is imported here first: two threads importing one package
+        # at once may each meet the other's half-initialised modules (werkzeug's, say).
+        import app.startup  # noqa: F401
+        from steps import compose, local  # noqa: F401
+
         super().__init__(daemon=True)
         self.env = load_env("testing")
         self.stack = contextlib.ExitStack()
