@@ -49,7 +49,8 @@ from steps.compose import (
 )
 from steps.environment import export, load_env
 from steps.postgres import LOOPBACK, create_database, drop_database, free_port, wait_until_ready
-from steps.servers import ExternalServer, database_for_tests, database_server, db_servers, task_for
+from steps.servers import database_for_tests, database_server, provider_for, task_for
+from steps.servers.external import ExternalProvider
 from steps.swarm import (
     answering_address,
     remove_stack,
@@ -263,12 +264,12 @@ def db_up(c):
 def db_down(c):
     """Stop this environment's database server (its data is kept)."""
     env = load_env()
-    servers = db_servers(env)
-    if isinstance(servers, ExternalServer):
-        servers.stop()
-    elif servers.stop():
-        kept = "data kept" if servers.keeps_data else "its data is gone with it"
-        say(f"stopped the {env.name} PostgreSQL server ({servers.describe()}); {kept}")
+    provider = provider_for(env)
+    if isinstance(provider, ExternalProvider):
+        provider.stop()
+    elif provider.stop():
+        kept = "data kept" if provider.keeps_data else "its data is gone with it"
+        say(f"stopped the {env.name} PostgreSQL server ({provider.describe()}); {kept}")
     else:
         say(f"the {env.name} PostgreSQL server is not running: nothing to stop")
 
@@ -283,13 +284,13 @@ def db_status(c):
             f"{env.name}: running in {where} (container {container}); `{task_for(env, 'db.shell')}` opens psql there"
         )
         return
-    servers = db_servers(env)
-    port = servers.running()
+    provider = provider_for(env)
+    port = provider.running()
     if port is not None:
-        servers.load_password()
-        wait_until_ready(env, servers.host, port, timeout=3)
-    state = f"running on {servers.host}:{port}" if port is not None else "stopped"
-    print(f"{env.name}: {state}; {servers.describe()}; {servers.where()}")
+        provider.load_password()
+        wait_until_ready(env, provider.host, port, timeout=3)
+    state = f"running on {provider.host}:{port}" if port is not None else "stopped"
+    print(f"{env.name}: {state}; {provider.describe()}; {provider.where()}")
 
 
 @task(name="shell")
@@ -303,7 +304,7 @@ def db_shell(c):
     with server(c, env) as (host, port):
         create_database(env, host, port)
         export(PGPASSWORD=env["POSTGRES_PASSWORD"])
-        raise Exit(code=run(db_servers(env).psql(port, env["APPLICATION_DB"]), interactive=True))
+        raise Exit(code=run(provider_for(env).psql(port, env["APPLICATION_DB"]), interactive=True))
 
 
 @task(name="reset", help={"yes": "no question asked (required without a TTY and in production)"})

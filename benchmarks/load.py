@@ -338,7 +338,7 @@ def report(m: Measured, load: Load) -> str:
     setup = (
         f"{os.cpu_count()} cores; wrk, {min(WRK_THREADS, load.connections)} threads, "
         f"{load.connections} keep-alive connections, {load.seconds} s per run (GET runs after a "
-        f"{load.warm_up} s warm-up); the tests' PostgreSQL ({servers.db_servers(load.env).label}); "
+        f"{load.warm_up} s warm-up); the tests' PostgreSQL ({servers.provider_for(load.env).label}); "
         f"{SEED_USERS:,} users seeded."
     )
     t = m.post.totals

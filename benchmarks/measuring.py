@@ -22,7 +22,7 @@ from invoke import Exit  # noqa: E402
 
 from steps import commands, environment  # noqa: E402
 from steps.compose import docker_engine_answers  # noqa: E402
-from steps.local_files import state_root  # noqa: E402
+from steps.servers.local_files import state_root  # noqa: E402
 
 NAME = Path(sys.argv[0]).stem
 # What an outer `inv` or `inv test` may have exported: each measured command loads its own.

@@ -44,7 +44,8 @@ from measuring import (
     timed,
 )
 
-from steps import compose, environment, local, local_files, pytest_database, servers
+from steps import compose, environment, pytest_database, servers
+from steps.servers import local, local_files
 
 TESTS = 500
 PYTEST_RUNS = 3
@@ -89,7 +90,7 @@ def testing_env(db_server: str) -> environment.Env:
     """The testing env as `DB_SERVER=<db_server> inv test` loads it; refused when a warm
     server runs for it: `inv test` would use that one, and the figures would be a warm run's."""
     env = load_testing_env(DB_SERVER=db_server)
-    if servers.db_servers(env).running() is not None:
+    if servers.provider_for(env).running() is not None:
         raise BenchmarkError(
             f"a warm testing server is running: `APPLICATION_CONFIG=testing DB_SERVER={db_server} inv db.down` first"
         )

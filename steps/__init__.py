@@ -1,15 +1,19 @@
 """The steps `tasks.py` composes, a module per concern; importing them changes no process state.
 
-environment  load env/<name>.env < .local.env < the process environment, check it, export it
-commands     one-line errors, foreground and background commands, signals
-postgres     a connection: wait until ready, create and drop the app's database
-local        PostgreSQL binaries run directly: clusters, template copies, root's server user
-compose      Docker and Compose: projects, the `db` service, throwaway projects
-servers      who runs PostgreSQL (DB_SERVER), and a server's lifetime around a task
-app_commands the app's commands: flask, migrations, gunicorn, pytest
+environment    load env/<name>.env < .local.env < the process environment, check it, export it
+commands       one-line errors, foreground and background commands, signals
+postgres       a connection: wait until ready, create and drop the app's database
+servers        the database servers: who provides PostgreSQL (DB_SERVER), a server's lifetime
+  local        PostgreSQL binaries run directly: clusters, template copies, root's server user
+  local_files  where the local servers' files live, and how to touch them safely
+  compose      the `db` service of a Compose project, throwaway projects for tests
+  external     someone else's server
+compose        Docker and Compose: the engine's checks, a project per environment
+swarm          the production stack on Docker Swarm
+app_commands   the app's commands: flask, migrations, gunicorn, pytest
+pytest_database       a pytest plugin: the tests' database, a copy of a migrated template
 pytest_longest_first  a pytest plugin of `inv test --e2e`: the longest modules start first
 interruptible  `python -m MODULE`, ended by Ctrl-C with status 130 and no traceback
-swarm        the production stack on Docker Swarm
 """
 
 import tomllib

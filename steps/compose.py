@@ -1,27 +1,20 @@
-"""Docker and Compose: the engine's checks, a project per environment, its `db` service,
-and throwaway projects for tests (`<project>-testing-<pid>-<hex>`)."""
+"""Docker and Compose: the engine's checks, a project per environment and its commands (its
+`db` service as a database server: steps/servers/compose.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from steps import PROJECT, name_of
-from steps.commands import fail, signals_held
+from steps.commands import fail
 from steps.environment import Env, export
-from steps.local import process_alive
-from steps.postgres import LOOPBACK, Servers, busy_port_error, port_is_free, wait_until_ready
 
 NO_DOCKER = "or use DB_SERVER=local (PostgreSQL binaries, no Docker)"
 
@@ -133,47 +126,6 @@ def docker_list(kind: str, project: str, *options: str) -> str:
     return subprocess.run([*command, *labels, *options], capture_output=True, text=True).stdout
 
 
-def compose_db_port(project: str) -> int | None:
-    """The host port of the project's running `db`, or None when it does not run."""
-    ports = docker_list(
-        "ps", project, "--filter", "label=com.docker.compose.service=db",
-        "--filter", "status=running", "--format", "{{.Ports}}",
-    )  # fmt: skip
-    published = re.search(r":(\d+)->5432/tcp", ports)
-    return int(published.group(1)) if published else None
-
-
-def remove_abandoned_projects(env: Env) -> None:
-    """Throwaway projects (`<project>-testing-<pid>-<hex>`) whose inv was killed: removed."""
-    prefix = compose_project(env, "-")
-    listing = subprocess.run(
-        ["docker", "ps", "--all", "--format", '{{.Label "com.docker.compose.project"}}'],
-        capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    for project in set(listing.split()):
-        owner = project.removeprefix(prefix).split("-")[0]
-        if project.startswith(prefix) and owner.isdigit() and not process_alive(int(owner)):
-            remove_compose_project(env, project)
-
-
-def remove_compose_project(env: Env, project: str) -> None:
-    """Containers, volumes and networks of a throwaway project, gone. `docker rm -f -v` is
-    the fast path; `compose down` runs only if a network or a named volume is left (looked
-    for while the containers are removed: they do not depend on each other)."""
-    with ThreadPoolExecutor() as pool:
-        named = [
-            pool.submit(docker_list, kind, project, "--quiet") for kind in ("volume", "network")
-        ]
-        containers = docker_list("ps", project, "--all", "--quiet").split()
-        if containers:
-            subprocess.run(
-                ["docker", "rm", "--force", "--volumes", *containers], capture_output=True
-            )
-        leftovers = "".join(listing.result() for listing in named)
-    if leftovers.strip():
-        compose_run(env, project, "down", "--volumes", "--remove-orphans", "--timeout", "0")
-
-
 def stack_database(env: Env) -> tuple[str, str] | None:
     """The running `db` container of this environment's Compose project, else of its Swarm
     stack on this engine: (container id, what runs it); None without either."""
@@ -193,78 +145,3 @@ def stack_database(env: Env) -> tuple[str, str] | None:
         if found:
             return found[0], what
     return None
-
-
-def compose_db_alive(env: Env, project: str) -> Callable[[], str | None]:
-    """Why the `db` container is gone, checked about once a second (docker calls are slow)."""
-    last = [time.monotonic()]
-
-    def why() -> str | None:
-        if time.monotonic() - last[0] < 1:
-            return None
-        last[0] = time.monotonic()
-        if compose_db_port(project) is not None:
-            return None
-        logs = compose_run(env, project, "logs", "--no-log-prefix", "--tail", "3", "db").stdout
-        tail = " / ".join(line.strip() for line in logs.strip().splitlines())
-        return f"the `db` container of {project} stopped: {tail} (`inv compose -- logs db`)"
-
-    return why
-
-
-class ComposeServers(Servers):
-    """The `db` service of compose/<env>.yml: project <project>-<env>, throwaway ones -<random>."""
-
-    label = "compose"
-
-    def __init__(self, env: Env, why: str = "", **options: float) -> None:
-        super().__init__(env, why, **options)
-        require_docker()
-        self.project = compose_project(env)
-
-    def running(self) -> int | None:
-        return compose_db_port(self.project)
-
-    def start(self) -> int:
-        if self.env["POSTGRES_PORT"] != "auto" and not port_is_free(int(self.env["POSTGRES_PORT"])):
-            busy_port_error(self.env, int(self.env["POSTGRES_PORT"]))
-        return self._up(self.project)
-
-    def _up(self, project: str) -> int:
-        compose_or_fail(self.env, project, "up", "--detach", "db")
-        port = compose_db_port(project)
-        if port is None:
-            fail(f"the `db` container of {project} did not stay up: `inv compose -- logs db`")
-        # A first start of the image runs initdb before it listens: twice the usual wait.
-        timeout = 2 * self.ready_timeout
-        wait_until_ready(self.env, LOOPBACK, port, timeout, compose_db_alive(self.env, project))
-        return port
-
-    def stop(self) -> bool:
-        if self.running() is None:
-            return False
-        compose_or_fail(self.env, self.project, "down")
-        return True
-
-    @contextlib.contextmanager
-    def throwaway(self) -> Iterator[int]:
-        remove_abandoned_projects(self.env)
-        project = compose_project(self.env, f"-{os.getpid()}-{secrets.token_hex(2)}")
-        try:
-            yield self._up(project)
-        finally:
-            with signals_held():
-                remove_compose_project(self.env, project)
-
-    @property
-    def keeps_data(self) -> bool:
-        return self.env.name != "testing"  # compose/testing.yml: the data is on tmpfs
-
-    def where(self) -> str:
-        data = "data in its volume" if self.keeps_data else "data on tmpfs, gone when it stops"
-        return f"project {self.project}; {data}; log: `inv compose -- logs db`"
-
-    def psql(self, port: int, database: str) -> list[str]:
-        """The psql inside the `db` container: the server's own version."""
-        psql = ["exec", "db", "psql", "-U", self.env["POSTGRES_USER"], database]
-        return [*compose_command(self.env, self.project), *without_tty(psql)]

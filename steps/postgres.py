@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from collections.abc import Callable
 from typing import NoReturn
@@ -12,61 +11,6 @@ from steps.environment import Env
 
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT = 30.0
-
-
-class Servers:
-    """Who runs PostgreSQL for an environment: its persistent server, and throwaway ones."""
-
-    label = ""
-    host = LOOPBACK
-    # Started by the project, with a SCRAM password: libpq may then refuse any other kind
-    # of authentication, so that a server impersonating ours never receives the password.
-    ours = True
-
-    def __init__(self, env: Env, why: str = "", ready_timeout: float = READY_TIMEOUT) -> None:
-        self.env = env
-        self.why = why
-        self.ready_timeout = ready_timeout
-
-    def describe(self) -> str:
-        return f"{self.label}, {self.why}" if self.why else self.label
-
-    def running(self) -> int | None:
-        """The persistent server's port when it runs."""
-        raise NotImplementedError
-
-    def start(self) -> int:
-        """Start the persistent server; its port once a connection succeeds."""
-        raise NotImplementedError
-
-    def stop(self) -> bool:
-        """Stop the persistent server, keeping its data; False when it was not running."""
-        raise NotImplementedError
-
-    def throwaway(self) -> contextlib.AbstractContextManager[int]:
-        """A server for this block only, removed on the way out whatever happens."""
-        raise NotImplementedError
-
-    @property
-    def keeps_data(self) -> bool:
-        """Whether its data outlives a stop."""
-        return True
-
-    def where(self) -> str:
-        """Where its data and logs are, for `db.status`."""
-        raise NotImplementedError
-
-    def load_password(self) -> None:
-        """Use the running server's own superuser password, where it has one (local)."""
-
-    def psql(self, port: int, database: str) -> list[str]:
-        """psql on `database`: the one on PATH, else the server binaries' (as PGPASSWORD says)."""
-        import shutil
-
-        from steps.local import find_server_binaries
-
-        psql = shutil.which("psql") or str(find_server_binaries() / "psql")
-        return [psql, "-h", self.host, "-p", str(port), "-U", self.env["POSTGRES_USER"], database]
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
@@ -115,14 +59,14 @@ def wait_until_ready(
     host: str,
     port: int,
     timeout: float = READY_TIMEOUT,
-    alive: Callable[[], str | None] = lambda: None,
+    gone: Callable[[], str | None] = lambda: None,
 ) -> None:
     """Until a real connection succeeds (the app's own wait: app/startup.py); a refusal fails at
-    once. `alive` returns why the server is gone (for one we started), None while it may come up."""
+    once. `gone` returns why the server has stopped (one we started), None while it may come up."""
     from app.startup import DatabaseUnavailable, ServerRefused, wait_for_server
 
     try:
-        wait_for_server(connect_arguments(env, host, port), timeout, alive)
+        wait_for_server(connect_arguments(env, host, port), timeout, gone)
     except ServerRefused as error:
         fail(f"{error} (check POSTGRES_USER/_PASSWORD/_DB)")
     except DatabaseUnavailable as error:

@@ -18,9 +18,9 @@ from invoke import Exit
 
 from steps import PROJECT
 from steps.environment import Env, load_env
-from steps.local_files import process_alive, project_key
 from steps.postgres import connect
 from steps.servers import TEST_DATABASE, database_for_tests
+from steps.servers.local_files import process_alive, project_key
 
 
 class Starting(threading.Thread):
@@ -31,7 +31,7 @@ class Starting(threading.Thread):
         # What the thread imports is imported here first: two threads importing one package
         # at once may each meet the other's half-initialised modules (werkzeug's, say).
         import app.startup  # noqa: F401
-        from steps import compose, local  # noqa: F401
+        from steps.servers import compose, local  # noqa: F401
 
         super().__init__(daemon=True)
         self.env = load_env("testing")

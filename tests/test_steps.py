@@ -16,18 +16,8 @@ import pytest
 from invoke import Config, Exit, MockContext, Result
 
 import tasks
-from steps import (
-    PROJECT,
-    app_commands,
-    commands,
-    compose,
-    environment,
-    local,
-    local_files,
-    postgres,
-    servers,
-    swarm,
-)
+from steps import PROJECT, app_commands, commands, compose, environment, servers, swarm
+from steps.servers import local, local_files
 
 PRODUCTION = {"SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e", "POSTGRES_PASSWORD": "pw"}
 
@@ -160,7 +150,7 @@ def test_db_shell_uses_the_psql_that_came_with_a_local_server(tmp_path, monkeypa
     (tmp_path / "psql").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     env = environment.Env("development", {"POSTGRES_USER": "postgres", "DB_SERVER": "local"})
-    command = local.LocalServers(env).psql(5433, "application")
+    command = local.LocalProvider(env).psql(5433, "application")
     assert command[0] == str(local.find_server_binaries() / "psql")
     assert command[1:] == ["-h", "127.0.0.1", "-p", "5433", "-U", "postgres", "application"]
 
@@ -275,7 +265,7 @@ def test_importing_the_tasks_changes_no_process_state():
     """In a fresh interpreter: this one imported them long ago."""
     probe = (
         "import os, signal; before = (dict(os.environ), [signal.getsignal(s) for s in signal.valid_signals()]); "
-        "import tasks, steps.compose, steps.local, steps.servers, steps.swarm; "
+        "import tasks, steps.compose, steps.servers.local, steps.servers, steps.swarm; "
         "after = (dict(os.environ), [signal.getsignal(s) for s in signal.valid_signals()]); "
         "print(before == after)"
     )
@@ -336,7 +326,7 @@ def test_the_tasks_import_without_posix_only_modules():
     terminal modules by platform."""
     probe = (
         "import sys, invoke, dotenv; sys.modules.update(dict.fromkeys(['fcntl', 'pwd', 'grp', 'termios', 'resource'])); "
-        "import tasks, steps.local, steps.local_files, steps.compose, steps.servers, steps.swarm, steps.app_commands; print('imported')"
+        "import tasks, steps.servers.local, steps.servers.local_files, steps.compose, steps.servers, steps.swarm, steps.app_commands; print('imported')"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True
@@ -535,14 +525,14 @@ def test_a_server_impersonating_ours_never_gets_the_password(project, monkeypatc
     monkeypatch.delenv("PGREQUIREAUTH", raising=False)
     env = environment.read_env("testing", {"POSTGRES_PASSWORD": "a-random-password"})
 
-    class OursButTaken(postgres.Servers):  # what inv believes: our server, on that port
+    class OursButTaken(servers.Provider):  # what inv believes: our server, on that port
         label = "local"
 
         def running(self):
             return impostor.port
 
     def connect_to_it():
-        with servers.database_server(env, ready_timeout=2, servers=OursButTaken(env)):
+        with servers.database_server(env, ready_timeout=2, provider=OursButTaken(env)):
             pass
 
     message = failure(connect_to_it)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from steps import compose, environment, local
+from steps import compose, environment
+from steps.servers import local
 
 PROJECT = Path(__file__).resolve().parents[2]
 INV = [sys.executable, "-m", "invoke"]

@@ -29,7 +29,8 @@ from project_copy import (
 )
 from swarm_engine import alone_with_the_engine_s_networks, dangling_images, remove_images
 
-from steps import compose, local
+from steps import compose
+from steps.servers import local
 
 skip_module_without_docker_engine()
 

@@ -17,7 +17,8 @@ from invoke import Exit
 
 from app import create_app
 from app.extensions import init_migrations
-from steps import app_commands, commands, environment, local, postgres
+from steps import app_commands, commands, environment, postgres
+from steps.servers import local
 
 
 class OwnServer:
@@ -28,8 +29,8 @@ class OwnServer:
 
     def start(self) -> subprocess.Popen:
         process = local.start_postmaster(self.cluster, self.port)
-        alive = local.exited(process, self.cluster)
-        postgres.wait_until_ready(self.env, postgres.LOOPBACK, self.port, alive=alive)
+        gone = local.exited(process, self.cluster)
+        postgres.wait_until_ready(self.env, postgres.LOOPBACK, self.port, gone=gone)
         return process
 
     def stop(self, process: subprocess.Popen) -> None:

@@ -27,7 +27,8 @@ from project_copy import (
 )
 from werkzeug.debug import get_pin_and_cookie_name
 
-from steps import local, postgres
+from steps import postgres
+from steps.servers import local
 
 project = module_copy("dev_tasks")
 inv = local_inv

@@ -26,7 +26,7 @@ from project_copy import (
     start_inv,
 )
 
-from steps import local
+from steps.servers import local
 
 as_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="the attacker here is the server's account: needs root"

@@ -25,7 +25,7 @@ from project_copy import (
     wait_for_marker,
 )
 
-from steps import local
+from steps.servers import local
 
 project = module_copy("tasks")
 inv = local_inv

@@ -1,6 +1,6 @@
 """PostgreSQL server binaries run directly, no Docker: a persistent cluster per environment,
 throwaway ones on tmpfs, copied from a template cluster made once by initdb (where their
-files live, and the template cache: steps/local_files.py).
+files live, and the template cache: local_files.py).
 
 As root the server runs as an unprivileged user (PostgreSQL refuses root), and its files
 live where that user can reach them without loosening the permissions of any home.
@@ -25,7 +25,16 @@ from typing import TYPE_CHECKING
 from steps import PROJECT
 from steps.commands import fail, signals_held
 from steps.environment import Env, export
-from steps.local_files import (
+from steps.postgres import (
+    LOOPBACK,
+    busy_port_error,
+    free_port,
+    port_is_free,
+    set_password,
+    wait_until_ready,
+)
+from steps.servers import Provider, task_for
+from steps.servers.local_files import (
     TEST_SETTINGS,
     as_account,
     ensure_dir,
@@ -43,16 +52,6 @@ from steps.local_files import (
     template_password,
     write_private,
 )
-from steps.postgres import (
-    LOOPBACK,
-    Servers,
-    busy_port_error,
-    free_port,
-    port_is_free,
-    set_password,
-    wait_until_ready,
-)
-from steps.servers import task_for
 
 if TYPE_CHECKING:
     from pwd import struct_passwd
@@ -223,7 +222,7 @@ def password_file(env_name: str, project: Path = PROJECT) -> Path:
     return state_root(project) / f"{env_name}.password"
 
 
-class LocalServers(Servers):
+class LocalProvider(Provider):
     """PostgreSQL binaries run directly: a cluster per environment, throwaway ones on tmpfs.
 
     Their superuser's password is random, not POSTGRES_PASSWORD: the committed one would let
@@ -284,7 +283,7 @@ class LocalServers(Servers):
                 cluster, port, TEST_SETTINGS if self.env.name == "testing" else ()
             )
             wait_until_ready(
-                self.env, LOOPBACK, port, self.ready_timeout, alive=exited(process, cluster)
+                self.env, LOOPBACK, port, self.ready_timeout, gone=exited(process, cluster)
             )
             if not self.password_file.is_file():
                 # Made before passwords were random: its superuser gets one now.
@@ -303,7 +302,7 @@ class LocalServers(Servers):
             process = start_postmaster(cluster, port, TEST_SETTINGS)
             try:
                 wait_until_ready(
-                    self.env, LOOPBACK, port, self.ready_timeout, alive=exited(process, cluster)
+                    self.env, LOOPBACK, port, self.ready_timeout, gone=exited(process, cluster)
                 )
                 yield port
             finally:

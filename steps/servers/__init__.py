@@ -1,0 +1,144 @@
+"""The database servers: who provides PostgreSQL for an environment (DB_SERVER: local,
+compose or external, one module each), and a server's lifetime around a task."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from steps.commands import say, sigterm_unwinds
+from steps.environment import Env, export
+from steps.postgres import LOOPBACK, READY_TIMEOUT, wait_until_ready
+
+
+class Provider:
+    """Who runs PostgreSQL for an environment: its persistent server, and throwaway ones."""
+
+    label = ""
+    host = LOOPBACK
+    # Started by the project, with a SCRAM password: libpq may then refuse any other kind
+    # of authentication, so that a server impersonating ours never receives the password.
+    ours = True
+
+    def __init__(self, env: Env, why: str = "", ready_timeout: float = READY_TIMEOUT) -> None:
+        self.env = env
+        self.why = why
+        self.ready_timeout = ready_timeout
+
+    def describe(self) -> str:
+        return f"{self.label}, {self.why}" if self.why else self.label
+
+    def running(self) -> int | None:
+        """The persistent server's port when it runs."""
+        raise NotImplementedError
+
+    def start(self) -> int:
+        """Start the persistent server; its port once a connection succeeds."""
+        raise NotImplementedError
+
+    def stop(self) -> bool:
+        """Stop the persistent server, keeping its data; False when it was not running."""
+        raise NotImplementedError
+
+    def throwaway(self) -> contextlib.AbstractContextManager[int]:
+        """A server for this block only, removed on the way out whatever happens."""
+        raise NotImplementedError
+
+    @property
+    def keeps_data(self) -> bool:
+        """Whether its data outlives a stop."""
+        return True
+
+    def where(self) -> str:
+        """Where its data and logs are, for `db.status`."""
+        raise NotImplementedError
+
+    def load_password(self) -> None:
+        """Use the running server's own superuser password, where it has one (local)."""
+
+    def psql(self, port: int, database: str) -> list[str]:
+        """psql on `database`: the one on PATH, else the server binaries' (as PGPASSWORD says)."""
+        import shutil
+
+        from steps.servers.local_files import find_server_binaries
+
+        psql = shutil.which("psql") or str(find_server_binaries() / "psql")
+        return [psql, "-h", self.host, "-p", str(port), "-U", self.env["POSTGRES_USER"], database]
+
+
+def provider_for(env: Env, ready_timeout: float = READY_TIMEOUT) -> Provider:
+    """The provider DB_SERVER names; `auto` is compose when a Docker engine answers, else local."""
+    from steps.compose import docker_engine_answers
+    from steps.servers.compose import ComposeProvider
+    from steps.servers.external import ExternalProvider
+    from steps.servers.local import LocalProvider
+
+    if env.db_server == "auto":
+        if docker_engine_answers():
+            why = "chosen by DB_SERVER=auto: a Docker engine answered"
+            return ComposeProvider(env, why, ready_timeout=ready_timeout)
+        why = "chosen by DB_SERVER=auto: no Docker engine answered"
+        return LocalProvider(env, why, ready_timeout=ready_timeout)
+    kinds = {"local": LocalProvider, "compose": ComposeProvider, "external": ExternalProvider}
+    return kinds[env.db_server](env, ready_timeout=ready_timeout)
+
+
+def task_for(env: Env, task: str) -> str:
+    """The command line that runs `task` on this env (APPLICATION_CONFIG names any but the default)."""
+    prefix = "" if env.name == "development" else f"APPLICATION_CONFIG={env.name} "
+    return f"{prefix}inv {task}"
+
+
+@contextlib.contextmanager
+def database_server(
+    env: Env,
+    throwaway: bool = False,
+    ready_timeout: float = READY_TIMEOUT,
+    provider: Provider | None = None,
+    report: Callable[[str], None] = say,
+) -> Iterator[tuple[str, int]]:
+    """Server up -> wait until a connection succeeds; yields (host, port), exported for the app.
+
+    throwaway: a server that lives only as long as this block (tests), unless a warm one
+    started by `db.up` runs for this env, which is then used and left running.
+    """
+    provider = provider or provider_for(env, ready_timeout)
+    if provider.ours:  # for every libpq client from here on: inv, the app, pytest, psql 16+
+        export(PGREQUIREAUTH="scram-sha-256")
+    host, port = provider.host, provider.running()
+    if throwaway and port is None:
+        with sigterm_unwinds(), provider.throwaway() as port:
+            report(f"throwaway {env.name} PostgreSQL ({provider.describe()}) on {host}:{port}")
+            export(POSTGRES_HOSTNAME=host, POSTGRES_PORT=port)
+            yield host, port
+        return
+    if port is None:
+        port = provider.start()
+        report(
+            f"started the {env.name} PostgreSQL server ({provider.describe()}) on {host}:{port}; `{task_for(env, 'db.down')}` stops it"
+        )
+    else:
+        provider.load_password()
+        wait_until_ready(env, host, port, timeout=ready_timeout)
+        what = "using the warm" if throwaway else "the"
+        left = ", left running" if throwaway else " is running"
+        report(
+            f"{what} {env.name} PostgreSQL server ({provider.describe()}) on {host}:{port}{left}"
+        )
+    export(POSTGRES_HOSTNAME=host, POSTGRES_PORT=port)
+    yield host, port
+
+
+# The tests' server (host:port), exported once it is ready: pytest processes started after
+# (xdist workers, the runs of `inv test --watch`) use it (steps/pytest_database.py).
+TEST_DATABASE = "INV_TEST_DATABASE"
+
+
+@contextlib.contextmanager
+def database_for_tests(
+    env: Env, ready_timeout: float = READY_TIMEOUT, report: Callable[[str], None] = say
+) -> Iterator[tuple[str, int]]:
+    """The tests' server: a throwaway one (or the warm one), its address exported."""
+    with database_server(env, True, ready_timeout, report=report) as (host, port):
+        export(**{TEST_DATABASE: f"{host}:{port}"})
+        yield host, port
