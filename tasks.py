@@ -49,7 +49,13 @@ from steps.compose import (
 )
 from steps.environment import export, load_env
 from steps.postgres import LOOPBACK, create_database, drop_database, free_port, wait_until_ready
-from steps.servers import database_for_tests, database_server, provider_for, task_for
+from steps.servers import (
+    clone_databases,
+    database_for_tests,
+    database_server,
+    provider_for,
+    task_for,
+)
 from steps.servers.external import ExternalProvider
 from steps.swarm import (
     answering_address,
@@ -181,8 +187,9 @@ def fuzz(c, examples=50, url=None):
         raise Exit(code=run([*checks, f"{url.rstrip('/')}/openapi.json"]))
     port = free_port()
     with server(c, env, throwaway=True) as (host, db_port):
-        # A database of its own: the rows it commits never reach the tests' (a warm server's).
-        env.vars["APPLICATION_DB"] = f"{env['APPLICATION_DB']}_fuzz"
+        # A database of its own, named for this clone and process: the rows it commits reach
+        # no other (the tests', on a warm server; a user's, on an external one).
+        env.vars["APPLICATION_DB"] = f"{clone_databases(env)[1]}{os.getpid()}"
         export(APPLICATION_DB=env["APPLICATION_DB"])
         drop_database(env, host, db_port)
         create_database(env, host, db_port)

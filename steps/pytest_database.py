@@ -19,8 +19,8 @@ from invoke import Exit
 from steps import PROJECT
 from steps.environment import Env, load_env
 from steps.postgres import connect
-from steps.servers import TEST_DATABASE, database_for_tests
-from steps.servers.local_files import process_alive, project_key
+from steps.servers import TEST_DATABASE, clone_databases, database_for_tests
+from steps.servers.local_files import process_alive
 
 
 class Starting(threading.Thread):
@@ -134,18 +134,12 @@ def migrations_digest() -> str:
     return digest.hexdigest()[:12]
 
 
-def names(env: Env) -> tuple[str, str]:
-    """This clone's prefixes: of its templates, and of the copies its pytest processes make."""
-    prefix = f"{env['APPLICATION_DB']}_{project_key().rsplit('-', 1)[1]}"  # the path's hash
-    return f"{prefix}_template_", f"{prefix}_pid"
-
-
 def template_at_head(env: Env, server) -> str:
     """The template database at the migrations' head, built when missing (under a lock: the
     other processes wait, then find it), and this clone's older templates dropped."""
     from psycopg2 import sql
 
-    prefix = names(env)[0]
+    prefix = clone_databases(env)[0]
     template = prefix + migrations_digest()
     with server.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", (prefix,))
@@ -200,7 +194,7 @@ def copy_of(env: Env, host: str, port: int, template: str) -> Iterator[str]:
     """A database made from the template for this process, dropped on the way out."""
     from psycopg2 import sql
 
-    name = f"{names(env)[1]}{os.getpid()}"
+    name = f"{clone_databases(env)[1]}{os.getpid()}"
     with server_connection(env, host, port) as server, server.cursor() as cursor:
         drop(cursor, name)
         query = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
@@ -217,7 +211,7 @@ def remove_abandoned_copies(env: Env, server) -> None:
     (on a server of this machine: another machine's process ids mean nothing here)."""
     if env.db_server == "external":
         return
-    prefix = names(env)[1]
+    prefix = clone_databases(env)[1]
     with server.cursor() as cursor:
         cursor.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,))
         for (name,) in cursor.fetchall():

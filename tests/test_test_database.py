@@ -8,6 +8,7 @@ import psycopg2
 import pytest
 
 from steps import PROJECT, pytest_database
+from steps.servers import clone_databases
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def databases(connection, prefix: str) -> dict[str, tuple[bool, bool]]:
 
 def test_each_process_works_in_a_copy_of_a_template_nobody_can_connect_to(server, test_database):
     env, connection = server
-    templates, copies = pytest_database.names(env)
+    templates, copies = clone_databases(env)
     assert test_database == f"{copies}{os.getpid()}"
     template = templates + pytest_database.migrations_digest()
     assert databases(connection, templates) == {template: (True, False)}
@@ -44,7 +45,7 @@ def test_editing_a_migration_makes_a_new_template_and_drops_the_old_one(
     server, tmp_path, monkeypatch
 ):
     env, connection = server
-    templates = pytest_database.names(env)[0]
+    templates = clone_databases(env)[0]
     shutil.copytree(PROJECT / "migrations", tmp_path / "migrations")
     first = next((tmp_path / "migrations" / "versions").glob("0001_*.py"))
     first.write_text(first.read_text() + "\n# edited\n")
@@ -73,7 +74,7 @@ def test_copies_left_by_killed_processes_are_dropped_and_live_ones_kept(server):
     env, connection = server
     if env.db_server == "external":
         pytest.skip("DB_SERVER=external: process ids of another machine mean nothing here")
-    copies = pytest_database.names(env)[1]
+    copies = clone_databases(env)[1]
     dead = 2**22 + 1  # above the kernel's largest process id
     with connection.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{copies}{dead}"')

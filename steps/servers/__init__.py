@@ -129,6 +129,15 @@ def database_server(
     yield host, port
 
 
+def clone_databases(env: Env) -> tuple[str, str]:
+    """The prefixes of the databases this clone makes on a server, which only it drops: its
+    test templates, and the databases of its processes (a pid follows)."""
+    from steps.servers.local_files import project_key
+
+    prefix = f"{env['APPLICATION_DB']}_{project_key().rsplit('-', 1)[1]}"  # the path's hash
+    return f"{prefix}_template_", f"{prefix}_pid"
+
+
 # The tests' server (host:port), exported once it is ready: pytest processes started after
 # (xdist workers, the runs of `inv test --watch`) use it (steps/pytest_database.py).
 TEST_DATABASE = "INV_TEST_DATABASE"
