@@ -5,6 +5,7 @@ create DB -> run -> server down. Settings users may override live in invoke's co
 (the namespace's end; e.g. `test: {coverage: false}` in invoke.yaml).
 """
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -75,8 +76,42 @@ MODELS_CHECK = "tests/test_migrations.py::test_the_models_and_the_migrations_agr
 
 
 def server(c, env, throwaway=False):
-    """database_server with the ready timeout of invoke's config."""
+    """database_server with the ready timeout of invoke's config; refused while DATABASE_URL
+    names another database, which a task would otherwise not touch while saying it did."""
+    if not throwaway:
+        refuse_database_url(env)
     return database_server(env, throwaway, c.config.postgres.ready_timeout)
+
+
+def database_url_target(env) -> str | None:
+    """`database NAME at HOST:PORT` of DATABASE_URL, None when it is not set."""
+    if not env.vars.get("DATABASE_URL"):
+        return None
+    from app.config import managed_database_url
+
+    url = managed_database_url(env["DATABASE_URL"])
+    return f"database {url.database} at {url.host}:{url.port or 5432}"
+
+
+def refuse_database_url(env) -> None:
+    if target := database_url_target(env):
+        fail(
+            f"DATABASE_URL names the {target}, and the db tasks act on the {env.name} "
+            "environment's own server: unset DATABASE_URL, or `inv flask -- db ...` for that one"
+        )
+
+
+@contextlib.contextmanager
+def app_database(c, env):
+    """The app's database: DATABASE_URL's when set (nothing started: the app connects there),
+    else the environment's server, with APPLICATION_DB created."""
+    if target := database_url_target(env):
+        say(f"the app uses DATABASE_URL: the {target}")
+        yield
+        return
+    with server(c, env) as (host, port):
+        create_database(env, host, port)
+        yield
 
 
 def production_stack_database(env):
@@ -93,8 +128,7 @@ def dev(c):
     env = load_env()
     host = env.vars.get("FLASK_RUN_HOST") or LOOPBACK
     port = free_or_fail(int(env.vars.get("FLASK_RUN_PORT") or 5000), "FLASK_RUN_PORT", env, host)
-    with server(c, env) as (db_host, db_port):
-        create_database(env, db_host, db_port)
+    with app_database(c, env):
         migrate_to_head()
         pin = debugger_pin()
         export(WERKZEUG_DEBUG_PIN=pin)
@@ -111,8 +145,7 @@ def serve(c):
     """
     env = load_env()
     port = web_port(env)
-    with server(c, env) as (host, db_port):
-        create_database(env, host, db_port)
+    with app_database(c, env):
         migrate_to_head()
         say(f"serving http://{LOOPBACK}:{port}/ with gunicorn (Ctrl-C stops it)")
         raise Exit(code=run(gunicorn_command(port)))
@@ -318,6 +351,7 @@ def db_shell(c):
 def db_reset(c, yes=False):
     """Drop and recreate the app's database, then migrate it to head."""
     env = load_env()
+    refuse_database_url(env)
     question = f"drop the {env.name} database {env['APPLICATION_DB']} and all its data?"
     confirm(question, yes, env.production)
     with server(c, env) as (host, port):
@@ -331,8 +365,7 @@ def db_reset(c, yes=False):
 def flask_cli(c):
     """Run the flask CLI against this environment's database: `inv flask -- shell`, `-- routes`."""
     env = load_env()
-    with server(c, env) as (host, port):
-        create_database(env, host, port)
+    with app_database(c, env):
         raise Exit(code=flask(*remainder(c), interactive=True))
 
 

@@ -289,3 +289,31 @@ def test_no_flaskenv_of_a_parent_folder_is_loaded(project, tmp_path, dev_port):
     assert result.returncode == 0, result.stderr
     assert "/users" in result.stdout
     assert not ran.exists(), "a module named by a parent folder's .flaskenv ran"
+
+
+def test_with_database_url_set_the_db_tasks_touch_no_database(project, dev_port):
+    """DATABASE_URL names another database than the one the db tasks manage: they refuse,
+    rather than empty one database and migrate the other while naming the first."""
+    assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0
+    password = dev_password(project)
+    dsn = f"host=127.0.0.1 port={dev_port} user=postgres password={password} dbname=application"
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO users (email) VALUES ('kept@example.com')")
+    connection.close()
+    precious = f"postgresql://postgres:{password}@127.0.0.1:{dev_port}/precious"
+    try:
+        for args in (["db.reset", "--yes"], ["db.downgrade", "--yes"], ["db.upgrade"]):
+            result = inv(project, *args, POSTGRES_PORT=dev_port, DATABASE_URL=precious)
+            assert result.returncode == 1, result.stderr
+            assert result.stderr.count("\n") == 1, result.stderr
+            assert (
+                f"DATABASE_URL names the database precious at 127.0.0.1:{dev_port}" in result.stderr
+            )
+        with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT email FROM users")
+            assert cursor.fetchall() == [("kept@example.com",)]
+            cursor.execute("SELECT count(*) FROM pg_database WHERE datname = 'precious'")
+            assert cursor.fetchone() == (0,)
+        connection.close()
+    finally:
+        inv(project, "db.down")
