@@ -2,6 +2,7 @@
 command lines. No server and no subprocess unless a test says why."""
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -11,12 +12,14 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
+import psycopg2
 import pytest
 from invoke import Config, Exit, MockContext, Result
 
 import tasks
-from steps import PROJECT, app_commands, commands, compose, environment, servers, swarm
+from steps import PROJECT, app_commands, commands, compose, environment, postgres, servers, swarm
 from steps.servers import local, local_files
 
 PRODUCTION = {"SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e", "POSTGRES_PASSWORD": "pw"}
@@ -539,3 +542,33 @@ def test_a_server_impersonating_ours_never_gets_the_password(project, monkeypatc
     assert "authentication method requirement" in message, message
     assert b"user\0postgres" in impostor.received  # it was reached, and asked
     assert b"a-random-password" not in impostor.received
+
+
+def postmaster_on(port: int) -> int:
+    """The pid of the postgres listening on `port`, found as any local user would: /proc."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if f"-cport={port}".encode() in (proc / "cmdline").read_bytes().split(b"\0"):
+                return int(proc.name)
+    raise AssertionError(f"no postgres on port {port}")
+
+
+def test_each_local_cluster_has_its_own_password_and_none_of_inv_s_environment(monkeypatch):
+    monkeypatch.setenv("SECRET_KEY", "a-secret-of-inv-0123456789")
+    env = environment.read_env("testing", {})
+    provider = local.LocalProvider(env)
+    account = local_files.server_account()
+    bindir = local_files.reachable_binaries(local_files.find_server_binaries(), account)
+    template = local_files.template_cluster(env, bindir, account)
+    template_password = (template / "password").read_text().strip()
+    passwords = []
+    for _ in range(2):
+        with provider.throwaway() as port:
+            passwords.append(env["POSTGRES_PASSWORD"])
+            postgres.connect(env, "127.0.0.1", port).close()
+            with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+                with_template_s = {**env.vars, "POSTGRES_PASSWORD": template_password}
+                postgres.connect(dataclasses.replace(env, vars=with_template_s), "127.0.0.1", port)
+            environ = Path(f"/proc/{postmaster_on(port)}/environ").read_bytes().split(b"\0")
+            assert sorted(name.split(b"=")[0] for name in environ if name) == [b"LC_ALL", b"PATH"]
+    assert len({*passwords, template_password}) == 3

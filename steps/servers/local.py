@@ -30,7 +30,6 @@ from steps.postgres import (
     busy_port_error,
     free_port,
     port_is_free,
-    set_password,
     wait_until_ready,
 )
 from steps.servers import Provider, task_for
@@ -49,7 +48,6 @@ from steps.servers.local_files import (
     server_account,
     state_root,
     template_cluster,
-    template_password,
     write_private,
 )
 
@@ -104,17 +102,33 @@ class LocalCluster:
         return ""
 
 
-def make_cluster(cluster: LocalCluster, env: Env) -> str:
-    """Fill cluster.data with a copy of the cached template (made by initdb on first use);
-    its superuser's password."""
+def make_cluster(cluster: LocalCluster, env: Env) -> None:
+    """Fill cluster.data with a copy of the cached template (made by initdb on first use)."""
     template = template_cluster(env, cluster.bindir, cluster.account)
     copy = ["cp", "-a", template / "data", cluster.data]
     copied = subprocess.run(copy, capture_output=True, text=True, **as_account(cluster.account))
     if copied.returncode != 0:
         reason = (copied.stderr.strip().splitlines() or [f"exit {copied.returncode}"])[-1]
         fail(f"cannot make the cluster in {cluster.home}: {reason}")
-    cluster.password = template_password(template)
-    return cluster.password
+
+
+# The server's whole environment: none of inv's (its secrets, root's HOME) reaches it.
+SERVER_ENVIRONMENT = {"PATH": os.defpath, "LC_ALL": "C"}
+
+
+def give_new_password(cluster: LocalCluster, user: str) -> str:
+    """A random password of its own for the stopped cluster's superuser (not its template's,
+    which every copy shares), set in single-user mode: no connection, so none to intercept."""
+    password = secrets.token_urlsafe(24)
+    done = subprocess.run(
+        [cluster.bindir / "postgres", "--single", "-D", cluster.data, "postgres"],
+        input=f"ALTER ROLE \"{user}\" PASSWORD '{password}';\n", capture_output=True,
+        text=True, env=SERVER_ENVIRONMENT, **as_account(cluster.account),
+    )  # fmt: skip
+    if done.returncode != 0 or "ERROR" in done.stdout + done.stderr:
+        said = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        fail(f"cannot set the password of the cluster in {cluster.home}: {said[-1:]}")
+    return password
 
 
 def start_postmaster(
@@ -127,7 +141,7 @@ def start_postmaster(
         return subprocess.Popen(
             [cluster.bindir / "postgres", "-D", cluster.data, *options],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, **as_account(cluster.account),
+            start_new_session=True, env=SERVER_ENVIRONMENT, **as_account(cluster.account),
         )  # fmt: skip
 
 
@@ -190,6 +204,7 @@ def throwaway_cluster(env: Env) -> Iterator[LocalCluster]:
         (cluster.home / "owner").write_text(f"{os.getpid()}\n{PROJECT}\n")
         give_to(cluster.home, account)
         make_cluster(cluster, env)
+        cluster.password = give_new_password(cluster, env["POSTGRES_USER"])
         yield cluster
     finally:
         with signals_held():
@@ -277,7 +292,9 @@ class LocalProvider(Provider):
                 # postmaster.pid, which would stop a new one: the data is intact.
                 (cluster.data / "postmaster.pid").unlink(missing_ok=True)
             if not (cluster.data / "PG_VERSION").is_file():
-                self.save_password(make_cluster(cluster, self.env))
+                make_cluster(cluster, self.env)
+            if not self.password_file.is_file():  # a new cluster, or its password never saved
+                self.save_password(give_new_password(cluster, self.env["POSTGRES_USER"]))
             self.load_password()
             process = start_postmaster(
                 cluster, port, TEST_SETTINGS if self.env.name == "testing" else ()
@@ -285,11 +302,6 @@ class LocalProvider(Provider):
             wait_until_ready(
                 self.env, LOOPBACK, port, self.ready_timeout, gone=exited(process, cluster)
             )
-            if not self.password_file.is_file():
-                # Made before passwords were random: its superuser gets one now.
-                self.save_password(
-                    set_password(self.env, LOOPBACK, port, secrets.token_urlsafe(24))
-                )
         return port
 
     def stop(self) -> bool:

@@ -249,10 +249,6 @@ def prune_cache(folder: Path, keep: int = CACHE_ENTRIES_KEPT) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def template_password(template: Path) -> str:
-    return read_small_file(template / "password").strip()
-
-
 def read_small_file(path: Path, limit: int | None = 4096) -> str:
     """A regular file's text (its first `limit` bytes, or its last 64 KiB when None), never
     through a symlink or from a FIFO: as root, the folders read here belong to the server's
