@@ -57,6 +57,7 @@ from steps.servers import (
     provider_for,
     task_for,
 )
+from steps.servers.compose import ComposeProvider
 from steps.servers.external import ExternalProvider
 from steps.swarm import (
     answering_address,
@@ -377,6 +378,8 @@ def compose_cli(c):
     env = load_env(secrets=verb not in STARTS_NOTHING)
     require_docker(alternative="")
     project = compose_project(env)
+    if not env.production:  # the db volume's own password, for the services that use it
+        ComposeProvider(env).use_own_password()
     if args[:1] == ["logs"] and not docker_list("ps", project, "--all", "--quiet").strip():
         fail(
             f"the {env.name} Compose project {project} is stopped (no containers): no logs to show"

@@ -118,3 +118,18 @@ def applied_revision(env: Env, host: str, port: int) -> str | None:
     finally:
         connection.close()
     return row[0] if row else None
+
+
+def set_password(env: Env, host: str, port: int, password: str) -> str:
+    """Give POSTGRES_USER a new password (connecting with its current one); returns it."""
+    from psycopg2 import sql
+
+    connection = connect(env, host, port)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            role = sql.Identifier(env["POSTGRES_USER"])
+            cursor.execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(role), (password,))
+    finally:
+        connection.close()
+    return password

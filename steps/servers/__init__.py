@@ -4,7 +4,9 @@ compose or external, one module each), and a server's lifetime around a task."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from steps.commands import say, sigterm_unwinds
 from steps.environment import Env, export
@@ -53,8 +55,46 @@ class Provider:
         """Where its data and logs are, for `db.status`."""
         raise NotImplementedError
 
+    @property
+    def password_file(self) -> Path | None:
+        """Where the random superuser password of a server the project made is kept (0600):
+        never the committed POSTGRES_PASSWORD, which any local user could log in with."""
+        return None
+
+    def use_password(self, password: str) -> None:
+        self.env.vars["POSTGRES_PASSWORD"] = password
+        export(POSTGRES_PASSWORD=password)
+
     def load_password(self) -> None:
-        """Use the running server's own superuser password, where it has one (local)."""
+        """Use the persistent server's own password, where it has one."""
+        from steps.servers.local_files import read_small_file
+
+        if self.password_file:
+            with contextlib.suppress(OSError):
+                self.use_password(read_small_file(self.password_file).strip())
+
+    def save_password(self, password: str) -> None:
+        from steps.servers.local_files import ensure_dir, write_private
+
+        ensure_dir(self.password_file.parent)
+        self.password_file.unlink(missing_ok=True)
+        write_private(self.password_file, password + "\n")
+        self.use_password(password)
+
+    @contextlib.contextmanager
+    def password_for_the_block(self, password: str) -> Iterator[None]:
+        """A throwaway server's password while it lives; the previous one after (a later
+        server of this process, a persistent one say, has its own)."""
+        before = self.env.vars.get("POSTGRES_PASSWORD", ""), os.environ.get("POSTGRES_PASSWORD")
+        self.use_password(password)
+        try:
+            yield
+        finally:
+            self.env.vars["POSTGRES_PASSWORD"] = before[0]
+            if before[1] is None:
+                os.environ.pop("POSTGRES_PASSWORD", None)
+            else:
+                os.environ["POSTGRES_PASSWORD"] = before[1]
 
     def psql(self, port: int, database: str) -> list[str]:
         """psql on `database`: the one on PATH, else the server binaries' (as PGPASSWORD says)."""

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from steps.commands import fail, signals_held
 from steps.compose import (
@@ -23,8 +24,9 @@ from steps.compose import (
     without_tty,
 )
 from steps.environment import Env
-from steps.postgres import LOOPBACK, busy_port_error, port_is_free, wait_until_ready
+from steps.postgres import LOOPBACK, busy_port_error, port_is_free, set_password, wait_until_ready
 from steps.servers import Provider
+from steps.servers.local import password_file
 from steps.servers.local_files import process_alive
 
 
@@ -99,10 +101,31 @@ class ComposeProvider(Provider):
     def running(self) -> int | None:
         return compose_db_port(self.project)
 
+    @property
+    def password_file(self) -> Path:
+        return password_file(f"{self.env.name}.compose")
+
     def start(self) -> int:
         if self.env["POSTGRES_PORT"] != "auto" and not port_is_free(int(self.env["POSTGRES_PORT"])):
             busy_port_error(self.env, int(self.env["POSTGRES_PORT"]))
-        return self._up(self.project)
+        if self.password_file.is_file() or not self.has_volume():
+            self.use_own_password()
+            return self._up(self.project)
+        # Its volume was made with the committed password: it gets a random one now.
+        port = self._up(self.project)
+        self.save_password(set_password(self.env, LOOPBACK, port, secrets.token_urlsafe(24)))
+        return port
+
+    def has_volume(self) -> bool:
+        return bool(docker_list("volume", self.project, "--quiet").strip())
+
+    def use_own_password(self) -> None:
+        """The password of the project's `db` volume, for a command that may start it: a new
+        volume takes a random one at its initdb (saved first, so that none is ever lost)."""
+        if self.password_file.is_file():
+            self.load_password()
+        elif not self.has_volume():
+            self.save_password(secrets.token_urlsafe(24))
 
     def _up(self, project: str) -> int:
         compose_or_fail(self.env, project, "up", "--detach", "db")
@@ -125,7 +148,8 @@ class ComposeProvider(Provider):
         remove_abandoned_projects(self.env)
         project = compose_project(self.env, f"-{os.getpid()}-{secrets.token_hex(2)}")
         try:
-            yield self._up(project)
+            with self.password_for_the_block(secrets.token_urlsafe(24)):
+                yield self._up(project)
         finally:
             with signals_held():
                 remove_compose_project(self.env, project)
@@ -136,7 +160,10 @@ class ComposeProvider(Provider):
 
     def where(self) -> str:
         data = "data in its volume" if self.keeps_data else "data on tmpfs, gone when it stops"
-        return f"project {self.project}; {data}; log: `inv compose -- logs db`"
+        return (
+            f"project {self.project}; {data}; password in {self.password_file}; "
+            "log: `inv compose -- logs db`"
+        )
 
     def psql(self, port: int, database: str) -> list[str]:
         """The psql inside the `db` container: the server's own version."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from steps import PROJECT
 from steps.commands import fail, signals_held
-from steps.environment import Env, export
+from steps.environment import Env
 from steps.postgres import (
     LOOPBACK,
     busy_port_error,
@@ -48,7 +48,6 @@ from steps.servers.local_files import (
     server_account,
     state_root,
     template_cluster,
-    write_private,
 )
 
 if TYPE_CHECKING:
@@ -238,12 +237,7 @@ def password_file(env_name: str, project: Path = PROJECT) -> Path:
 
 
 class LocalProvider(Provider):
-    """PostgreSQL binaries run directly: a cluster per environment, throwaway ones on tmpfs.
-
-    Their superuser's password is random, not POSTGRES_PASSWORD: the committed one would let
-    any local user in (and on to the server's account, with COPY ... FROM PROGRAM). It is kept
-    in a file only the user running inv can read, and exported to the app and tools.
-    """
+    """PostgreSQL binaries run directly: a cluster per environment, throwaway ones on tmpfs."""
 
     label = "local"
 
@@ -254,19 +248,6 @@ class LocalProvider(Provider):
     @property
     def password_file(self) -> Path:
         return password_file(self.env.name)
-
-    def use_password(self, password: str) -> None:
-        self.env.vars["POSTGRES_PASSWORD"] = password
-        export(POSTGRES_PASSWORD=password)
-
-    def load_password(self) -> None:
-        with contextlib.suppress(OSError):
-            self.use_password(read_small_file(self.password_file).strip())
-
-    def save_password(self, password: str) -> None:
-        self.password_file.unlink(missing_ok=True)
-        write_private(self.password_file, password + "\n")
-        self.use_password(password)
 
     def running(self) -> int | None:
         found = self.cluster.running()
@@ -320,21 +301,6 @@ class LocalProvider(Provider):
             finally:
                 with signals_held():
                     stop_postmaster(cluster, process, immediate=True)
-
-    @contextlib.contextmanager
-    def password_for_the_block(self, password: str) -> Iterator[None]:
-        """The throwaway server's password while it lives; the previous one after (a later
-        server of this process, a Compose one say, has its own)."""
-        before = self.env.vars.get("POSTGRES_PASSWORD", ""), os.environ.get("POSTGRES_PASSWORD")
-        self.use_password(password)
-        try:
-            yield
-        finally:
-            self.env.vars["POSTGRES_PASSWORD"] = before[0]
-            if before[1] is None:
-                os.environ.pop("POSTGRES_PASSWORD", None)
-            else:
-                os.environ["POSTGRES_PASSWORD"] = before[1]
 
     def where(self) -> str:
         if not self.cluster.data.is_dir():

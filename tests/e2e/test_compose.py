@@ -177,7 +177,13 @@ def test_the_logs_of_a_stopped_environment_say_it_is_stopped(project):
 def test_development_data_survives_down_and_up(project, ports):
     try:
         assert inv(project, "db.init", **ports).returncode == 0
-        dsn = f"host=127.0.0.1 port={ports['POSTGRES_PORT']} user=postgres password=postgres dbname=application"
+        # Its volume's password is its own, random, in a file only this user reads.
+        saved = local.password_file("development.compose", project)
+        assert saved.stat().st_mode & 0o777 == 0o600
+        dsn = f"host=127.0.0.1 port={ports['POSTGRES_PORT']} user=postgres dbname=application"
+        with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+            psycopg2.connect(f"{dsn} password=postgres")  # the committed one: any user's
+        dsn += f" password={saved.read_text().strip()}"
         with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
             cursor.execute("INSERT INTO users (email) VALUES ('kept@example.com')")
         connection.close()
