@@ -49,7 +49,14 @@ from steps.compose import (
     without_tty,
 )
 from steps.environment import export, load_env
-from steps.postgres import LOOPBACK, create_database, drop_database, free_port, wait_until_ready
+from steps.postgres import (
+    LOOPBACK,
+    applied_revision,
+    create_database,
+    drop_database,
+    free_port,
+    wait_until_ready,
+)
 from steps.servers import (
     clone_databases,
     database_for_tests,
@@ -242,10 +249,16 @@ def fuzz(c, examples=50, url=None):
 def db_init(c):
     """Create the app's database if missing, then migrate it to head."""
     env = load_env()
-    if not (PROJECT / "migrations").is_dir() and flask("db", "init") != 0:
-        fail("`flask db init` failed (see above)")
     with server(c, env) as (host, port):
         created = create_database(env, host, port)
+        if not (PROJECT / "migrations").is_dir():
+            if not created and (revision := applied_revision(env, host, port)):
+                fail(
+                    f"migrations/ is missing, and the database {env['APPLICATION_DB']} is at "
+                    f"migration {revision}: restore it (`git checkout -- migrations`)"
+                )
+            if flask("db", "init") != 0:
+                fail("`flask db init` failed (see above)")
         say(f"database {env['APPLICATION_DB']} {'created' if created else 'already exists'}")
         migrate_to_head()
 

@@ -17,7 +17,13 @@ DATABASE_VARIABLES = (
     "POSTGRES_PORT",
     "APPLICATION_DB",
 )
-PLACEHOLDER_SECRETS = {"change-me", "changeme", "secret", "placeholder", "xxx", "todo"}
+# Words that make a value a placeholder, wherever they are (CHANGE_ME_IN_PRODUCTION).
+PLACEHOLDER_WORDS = re.compile(r"change|placeholder|secret|example|default|password|todo|xxx", re.I)
+# Six or more consecutive characters: typed, not drawn (a random hex key has such a run
+# about once in 25,000).
+SEQUENCE = re.compile(
+    "|".join(("0123456789abcdefghijklmnopqrstuvwxyz"[i : i + 6]) for i in range(31))
+)
 MIN_SECRET_LENGTH = 16
 # Fewer distinct characters than this is a pattern, not a secret (a random 16-digit hex
 # key has fewer than 5 about once in millions of draws).
@@ -45,7 +51,7 @@ def database_url(environ: Mapping[str, str]) -> URL:
     if missing:
         raise ConfigError(f"missing variable(s) {', '.join(missing)}: {RUN_THROUGH_INV}")
     port = environ["POSTGRES_PORT"]
-    if not port.isdigit():
+    if not re.fullmatch(r"[0-9]{1,5}", port):
         raise ConfigError(f"POSTGRES_PORT must be a port number, not {port!r}")
     return URL.create(
         "postgresql+psycopg2",
@@ -91,16 +97,18 @@ def weak_secret_key(key: str) -> str | None:
     """Why `key` is not fit for production, or None when it is."""
     if not key:
         return "SECRET_KEY is empty"
-    if key.lower() in PLACEHOLDER_SECRETS:
-        return "SECRET_KEY is a placeholder"
     if key in committed_secret_keys():
         return "SECRET_KEY is one committed in env/ (public in every clone)"
+    if placeholder := PLACEHOLDER_WORDS.search(key):
+        return f"SECRET_KEY is a placeholder (it holds {placeholder[0]!r})"
     if len(key) < MIN_SECRET_LENGTH:
         return f"SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters"
     if re.fullmatch(r"(.+?)\1+", key, flags=re.DOTALL):
         return "SECRET_KEY is one short part repeated"
     if len(set(key)) < MIN_SECRET_CHARACTERS:
         return f"SECRET_KEY has fewer than {MIN_SECRET_CHARACTERS} different characters"
+    if SEQUENCE.search(key.lower()):
+        return "SECRET_KEY holds a run of consecutive characters (0123..., abcd...)"
     return None
 
 

@@ -98,17 +98,25 @@ def check_variables(name: str, values: Mapping[str, str]) -> None:
     if values.get("DB_SERVER", "auto") not in DB_SERVERS:
         fail(f"unknown DB_SERVER {values['DB_SERVER']!r}: choose one of {', '.join(DB_SERVERS)}")
     port = values["POSTGRES_PORT"]
-    if not (port.isdigit() and 0 < int(port) < 65536) and port != "auto":
+    if not number_in(port, 1, 65535) and port != "auto":
         fail(f"POSTGRES_PORT={port!r} is not a port number (or `auto`, a free port)")
     if port == "auto" and values.get("DB_SERVER") == "external":
         fail("POSTGRES_PORT=auto needs a server this project starts, not DB_SERVER=external")
     for var in ("FLASK_RUN_PORT", "WEB_PORT"):
         value = values.get(var) or "1"
-        if not (value.isdigit() and 0 < int(value) < 65536):
+        if not number_in(value, 1, 65535):
             fail(f"{var}={value!r} is not a port number (1 to 65535)")
+    for var in ("WEB_CONCURRENCY", "GUNICORN_CONNECTIONS", "WEB_REPLICAS"):
+        if values.get(var) and not number_in(values[var], 1, 10_000):
+            fail(f"{var}={values[var]!r} is not a whole number from 1 to 10000")
     if values["FLASK_CONFIG"] not in FLASK_CONFIGS:
         choices = ", ".join(FLASK_CONFIGS)
         fail(f"unknown FLASK_CONFIG {values['FLASK_CONFIG']!r}: choose one of {choices}")
+    if values["FLASK_CONFIG"] != name:
+        fail(
+            f"FLASK_CONFIG={values['FLASK_CONFIG']} with APPLICATION_CONFIG={name}: they must "
+            f"agree (env/{name}.env sets FLASK_CONFIG; unset it where you set it)"
+        )
     if re.search(r"[\x00-\x1f\x7f'\"\\]", values["POSTGRES_USER"]):
         fail("POSTGRES_USER has a quote, a backslash or a control character: use a plain name")
     if re.search(r"[\x00-\x1f\x7f]", values["POSTGRES_PASSWORD"]):
@@ -120,6 +128,12 @@ def check_variables(name: str, values: Mapping[str, str]) -> None:
             fail(
                 f"{var} is {len(value):,} characters long: more than a program's environment can carry"
             )
+
+
+def number_in(value: str, low: int, high: int) -> bool:
+    """Whether `value` is ASCII digits for a number from low to high (str.isdigit also takes
+    digits such as ², which int() then refuses)."""
+    return bool(re.fullmatch(r"[0-9]{1,6}", value)) and low <= int(value) <= high
 
 
 def check_app_config(values: Mapping[str, str]) -> None:
@@ -165,6 +179,13 @@ def read_env(
     local = path.with_name(f"{name}.local.env")
     if local.is_file():
         values.update(read_env_file(local))
+        held = sorted(
+            {"SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL"} & set(read_env_file(local))
+        )
+        if held and local.stat().st_mode & 0o077:
+            say(
+                f"{shown(local)} holds {', '.join(held)} and others may read it: `chmod 600 {shown(local)}`"
+            )
     values.update(environ)
     values["APPLICATION_CONFIG"] = name
     if not values.get("WEB_IMAGE"):

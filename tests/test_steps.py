@@ -63,6 +63,12 @@ BAD_ENVIRONMENTS = [
     ("development", {"POSTGRES_USER": "o'brien"}, "POSTGRES_USER has a quote"),
     ("development", {"POSTGRES_PASSWORD": "pass\nword"}, "POSTGRES_PASSWORD has a newline"),
     ("development", {"GREETING": "x" * 200_000}, "GREETING is 200,000 characters long"),
+    ("development", {"POSTGRES_PORT": "5432\u00b2"}, "POSTGRES_PORT='5432\u00b2' is not a port number"),
+    ("development", {"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY='abc' is not a whole number from 1"),
+    ("development", {"GUNICORN_CONNECTIONS": "0"}, "GUNICORN_CONNECTIONS='0' is not a whole number"),
+    ("production", {**PRODUCTION, "FLASK_CONFIG": "development"}, "FLASK_CONFIG=development with APPLICATION_CONFIG=production: they must agree"),
+    ("production", {**PRODUCTION, "SECRET_KEY": "CHANGE_ME_IN_PRODUCTION"}, "SECRET_KEY is a placeholder (it holds 'CHANGE')"),
+    ("production", {**PRODUCTION, "SECRET_KEY": "0123456789abcdef"}, "SECRET_KEY holds a run of consecutive characters"),
 ]  # fmt: skip
 
 
@@ -572,3 +578,15 @@ def test_each_local_cluster_has_its_own_password_and_none_of_inv_s_environment(m
             environ = Path(f"/proc/{postmaster_on(port)}/environ").read_bytes().split(b"\0")
             assert sorted(name.split(b"=")[0] for name in environ if name) == [b"LC_ALL", b"PATH"]
     assert len({*passwords, template_password}) == 3
+
+
+def test_a_local_env_file_with_secrets_that_others_may_read_is_named(project, capsys):
+    local_file = project / "env" / "production.local.env"
+    local_file.write_text(f"SECRET_KEY={PRODUCTION['SECRET_KEY']}\nPOSTGRES_PASSWORD=pw\n")
+    local_file.chmod(0o644)
+    environment.read_env("production", {})
+    warning = "env/production.local.env holds POSTGRES_PASSWORD, SECRET_KEY and others may read it"
+    assert f"inv: {warning}: `chmod 600 env/production.local.env`" in capsys.readouterr().err
+    local_file.chmod(0o600)
+    environment.read_env("production", {})
+    assert capsys.readouterr().err == ""

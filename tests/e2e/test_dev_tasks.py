@@ -7,6 +7,7 @@ so the servers they start and stop are never the developer's own.
 
 import json
 import re
+import shutil
 import signal
 import socket
 import time
@@ -317,3 +318,19 @@ def test_with_database_url_set_the_db_tasks_touch_no_database(project, dev_port)
         connection.close()
     finally:
         inv(project, "db.down")
+
+
+def test_db_init_without_migrations_over_a_migrated_database_writes_nothing(project, dev_port):
+    migrations, aside = project / "migrations", project / "migrations-aside"
+    assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0
+    migrations.rename(aside)
+    try:
+        result = inv(project, "db.init", POSTGRES_PORT=dev_port)
+        assert not migrations.exists(), "flask db init wrote a stock migrations/"
+    finally:
+        shutil.rmtree(migrations, ignore_errors=True)
+        aside.rename(migrations)
+        inv(project, "db.down")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("inv: migrations/ is missing, and")
+    assert "restore it (`git checkout -- migrations`)" in result.stderr
