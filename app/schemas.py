@@ -46,7 +46,7 @@ class NewUser(Schema):
         metadata={
             "format": "email",
             "maxLength": EMAIL_MAX_LENGTH,
-            "description": "trimmed, its domain lower-cased; unique ignoring case",
+            "description": "trimmed, its domain lower-cased; unique ignoring case and Unicode forms",
         },
     )
 

@@ -37,7 +37,7 @@ def get_user_or_404(user_id: int) -> User:
     operation_id="createUser",
     summary="Create a user",
     responses={
-        409: "A user with this email (ignoring case) exists",
+        409: "A user with this email (ignoring case and Unicode forms) exists",
         413: "The body is too large",
         415: "The body is not JSON",
         **UNAVAILABLE,
@@ -50,7 +50,7 @@ def create_user(json_data: dict):
         db.session.commit()
     except IntegrityError as error:
         db.session.rollback()
-        # The unique index on lower(email) decides, so a duplicate that loses a race is a 409 too.
+        # The unique folded email decides, so a duplicate that loses a race is a 409 too.
         if getattr(error.orig, "pgcode", None) == errorcodes.UNIQUE_VIOLATION:
             raise Conflict(f"a user with email {user.email} already exists") from None
         raise

@@ -91,6 +91,22 @@ def test_a_mailbox_in_unicode_and_in_punycode_is_one_user(client, database):
     assert database.session.scalars(select(User.email)).all() == ["ada@bücher.example"]
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("Äda@example.com", "äda@example.com"),
+        ("JOSÉ@example.com", "josé@example.com"),
+        ("\uff41\uff44\uff41@example.com", "ada@example.com"),  # full-width letters
+        ("strasse@example.com", "STRASSE@example.com"),
+        ("straße@example.com", "STRASSE@example.com"),  # case-folded, ß is ss
+    ],
+)
+def test_addresses_that_differ_in_case_or_unicode_form_are_one_user(client, first, second):
+    assert create(client, first).status_code == 201
+    response = create(client, second)
+    assert response.status_code == 409, response.json
+
+
 def test_a_deeply_nested_body_under_the_size_limit_is_a_400(client):
     body = "[" * 8000 + "]" * 8000  # 16,000 bytes: within MAX_CONTENT_LENGTH
     response = client.post("/users", data=body, content_type="application/json")
