@@ -125,9 +125,26 @@ def to_child(child: list[subprocess.Popen]) -> Callable[[int], None]:
     return deliver
 
 
+def ends_with_this_process() -> Callable[[], None] | None:
+    """For subprocess's preexec_fn: the child gets SIGTERM when inv dies, even by SIGKILL,
+    and so stops what it started (Linux's PR_SET_PDEATHSIG; elsewhere the next run cleans up)."""
+    if sys.platform != "linux":
+        return None
+    parent = os.getpid()
+
+    def in_the_child() -> None:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # inv died before that took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_the_child
+
+
 def start_foreground(args: list[str], **options) -> subprocess.Popen:
     try:
-        return subprocess.Popen(args, cwd=PROJECT, **options)
+        return subprocess.Popen(args, cwd=PROJECT, preexec_fn=ends_with_this_process(), **options)
     except FileNotFoundError:
         fail(f"{args[0]} not found: install it or put it on PATH")
 
@@ -164,8 +181,9 @@ def background(args: list[str], log: Path | None = None) -> Iterator[subprocess.
     with sigterm_unwinds():
         with log.open("ab") if log else contextlib.nullcontext() as output:
             process = subprocess.Popen(
-                args, cwd=PROJECT, stdin=subprocess.DEVNULL, stdout=output, stderr=output
-            )
+                args, cwd=PROJECT, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                preexec_fn=ends_with_this_process(),
+            )  # fmt: skip
         try:
             yield process
         finally:

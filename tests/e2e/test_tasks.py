@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,21 @@ def test_an_interrupted_run_stops_its_server_and_deletes_its_cluster(project, tm
     assert run.returncode == 128 + signum, output
     assert throwaway_clusters(project) == set()
     assert stray_throwaway_servers(project) == []
+
+
+def test_a_killed_inv_test_leaves_nothing_running_past_the_next_seconds(project, tmp_path):
+    """SIGKILL gives inv no chance to clean up: pytest, told by the kernel (Linux's
+    PR_SET_PDEATHSIG), stops the server it started and deletes its cluster."""
+    marker = tmp_path / "started"
+    run = start_inv(project, "local", "test", SAMPLE_MARKER=str(marker))
+    wait_for_marker(marker, run)
+    run.kill()
+    run.wait()  # not its output: pytest holds that open while it runs
+    deadline = time.monotonic() + 5
+    while throwaway_clusters(project) or stray_throwaway_servers(project):
+        assert time.monotonic() < deadline, "left running after inv was killed"
+        time.sleep(0.1)
+    run.communicate(timeout=TIMEOUT)
 
 
 def test_ctrl_c_typed_while_pytest_starts_is_one_line_and_130(project, leaves_nothing_behind):
