@@ -182,7 +182,8 @@ class Load:
     def seed_users(self) -> None:
         """SEED_USERS users in one statement; GET /users/<id> asks for their ids."""
         self.ids = self.query(
-            "WITH seeded AS (INSERT INTO users (email) SELECT 'seed-' || n || '@example.com'"
+            "WITH seeded AS (INSERT INTO users (email, email_folded)"
+            " SELECT 'seed-' || n || '@example.com', 'seed-' || n || '@example.com'"
             " FROM generate_series(1, %s) AS n RETURNING id) SELECT min(id), max(id) FROM seeded",
             SEED_USERS,
         )

@@ -185,7 +185,9 @@ def test_development_data_survives_down_and_up(project, ports):
             psycopg2.connect(f"{dsn} password=postgres")  # the committed one: any user's
         dsn += f" password={saved.read_text().strip()}"
         with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-            cursor.execute("INSERT INTO users (email) VALUES ('kept@example.com')")
+            cursor.execute(
+                "INSERT INTO users (email, email_folded) VALUES ('kept@example.com', 'kept@example.com')"
+            )
         connection.close()
         assert "stopped" in inv(project, "db.down", **ports).stderr
         assert inv(project, "db.up", **ports).returncode == 0

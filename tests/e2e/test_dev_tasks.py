@@ -86,7 +86,9 @@ def test_development_data_survives_a_restart(project, dev_port):
     assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0
     dsn = f"host=127.0.0.1 port={dev_port} user=postgres password={dev_password(project)} dbname=application"
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-        cursor.execute("INSERT INTO users (email) VALUES ('kept@example.com')")
+        cursor.execute(
+            "INSERT INTO users (email, email_folded) VALUES ('kept@example.com', 'kept@example.com')"
+        )
     connection.close()
     assert inv(project, "db.down").returncode == 0
     assert inv(project, "db.up", POSTGRES_PORT=dev_port).returncode == 0
@@ -299,7 +301,9 @@ def test_with_database_url_set_the_db_tasks_touch_no_database(project, dev_port)
     password = dev_password(project)
     dsn = f"host=127.0.0.1 port={dev_port} user=postgres password={password} dbname=application"
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-        cursor.execute("INSERT INTO users (email) VALUES ('kept@example.com')")
+        cursor.execute(
+            "INSERT INTO users (email, email_folded) VALUES ('untouched@example.com', 'untouched@example.com')"
+        )
     connection.close()
     precious = f"postgresql://postgres:{password}@127.0.0.1:{dev_port}/precious"
     try:
@@ -311,8 +315,8 @@ def test_with_database_url_set_the_db_tasks_touch_no_database(project, dev_port)
                 f"DATABASE_URL names the database precious at 127.0.0.1:{dev_port}" in result.stderr
             )
         with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-            cursor.execute("SELECT email FROM users")
-            assert cursor.fetchall() == [("kept@example.com",)]
+            cursor.execute("SELECT count(*) FROM users WHERE email = 'untouched@example.com'")
+            assert cursor.fetchone() == (1,)
             cursor.execute("SELECT count(*) FROM pg_database WHERE datname = 'precious'")
             assert cursor.fetchone() == (0,)
         connection.close()

@@ -80,7 +80,9 @@ def test_a_killed_development_server_is_restarted_with_its_data(project):
         assert fetch_when_up(f"http://127.0.0.1:{web_port}/", lambda: run.poll() is None)
         dsn = f"host=127.0.0.1 port={port} user=postgres password={dev_password(project)} dbname=application"
         with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-            cursor.execute("INSERT INTO users (email) VALUES ('survivor@example.com')")
+            cursor.execute(
+                "INSERT INTO users (email, email_folded) VALUES ('survivor@example.com', 'survivor@example.com')"
+            )
         connection.close()
         pid_file = local.cluster_home("development", project) / "data" / "postmaster.pid"
         pid = int(pid_file.read_text().split()[0])
