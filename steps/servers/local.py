@@ -102,13 +102,20 @@ class LocalCluster:
 
 
 def make_cluster(cluster: LocalCluster, env: Env) -> None:
-    """Fill cluster.data with a copy of the cached template (made by initdb on first use)."""
+    """Fill cluster.data with a copy of the cached template (made by initdb on first use):
+    copied beside it, then renamed, so that a copy that fails (a full disk) leaves nothing."""
+    if cluster.data.exists():
+        fail(f"{cluster.data} is not a whole cluster: remove it (`rm -r {cluster.data}`)")
     template = template_cluster(env, cluster.bindir, cluster.account)
-    copy = ["cp", "-a", template / "data", cluster.data]
+    partial = cluster.home / "data.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    copy = ["cp", "-a", template / "data", partial]
     copied = subprocess.run(copy, capture_output=True, text=True, **as_account(cluster.account))
     if copied.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
         reason = (copied.stderr.strip().splitlines() or [f"exit {copied.returncode}"])[-1]
         fail(f"cannot make the cluster in {cluster.home}: {reason}")
+    partial.rename(cluster.data)
 
 
 # The server's whole environment: none of inv's (its secrets, root's HOME) reaches it.

@@ -213,6 +213,26 @@ def test_a_full_disk_under_the_development_server_is_named_as_such(project, tmp_
         subprocess.run(["umount", home], check=False)
 
 
+@as_root
+def test_a_first_db_up_on_a_full_disk_leaves_no_half_made_cluster(project):
+    home = local.cluster_home("testing", project)
+    home.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", home], check=True)
+    try:
+        full = inv(project, "db.up", APPLICATION_CONFIG="testing")
+        leftovers = sorted(path.name for path in home.iterdir())
+    finally:
+        subprocess.run(["umount", home], check=False)
+    assert full.returncode == 1
+    assert full.stderr.count("\n") == 1, full.stderr
+    assert "No space left on device" in full.stderr
+    assert "data" not in leftovers and "data.partial" not in leftovers, leftovers
+    try:  # room again: the next db.up makes the cluster
+        assert inv(project, "db.up", APPLICATION_CONFIG="testing").returncode == 0
+    finally:
+        inv(project, "db.down", APPLICATION_CONFIG="testing")
+
+
 def test_a_database_url_in_the_shell_does_not_redirect_the_tests(project):
     """A careless shell: DATABASE_URL still names a database that matters when `inv test` runs."""
     port = str(free_port())
