@@ -38,6 +38,9 @@ def create_app(config_name: str | None = None) -> APIFlask:
         VALIDATION_ERROR_DESCRIPTION="Malformed JSON, or a missing or invalid field",
         HTTP_ERROR_SCHEMA=Error,
         VALIDATION_ERROR_SCHEMA=Error,
+        # OPTIONS is no operation of the API: a 405 in its error envelope, not Flask's empty
+        # text/html 200.
+        PROVIDE_AUTOMATIC_OPTIONS=False,
     )
 
     db.init_app(app)

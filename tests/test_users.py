@@ -235,3 +235,10 @@ def test_the_view_s_rollback_after_a_duplicate_leaves_the_test_s_session_usable(
     database.session.commit()
     emails = database.session.scalars(select(User.email).order_by(User.id)).all()
     assert emails == ["twice@example.com", "after@example.com"]
+
+
+def test_options_is_a_405_in_the_error_envelope(client):
+    response = client.open("/users", method="OPTIONS")
+    assert response.status_code == 405
+    assert response.json["error"]["code"] == "method_not_allowed"
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "POST"}
