@@ -16,6 +16,7 @@ from invoke import Collection, Exit
 
 from steps import PROJECT
 from steps.app_commands import (
+    coverage_data_of_this_run,
     debugger_pin,
     downgrade_question,
     flask,
@@ -181,12 +182,13 @@ def test(c, pattern=None, no_cov=False, e2e=False, watch=False):
     args = paths_from(Path.cwd(), remainder(c))
     # The end-to-end checks wait on servers: over processes; a pattern or a file in one.
     workers = c.config.test.workers if e2e and not (pattern or args) else 0
-    command = pytest_command(pattern, c.config.test.coverage and not no_cov, workers)
-    command += ["tests/e2e"] if e2e else []
-    if watch:
-        with database_for_tests(env, c.config.postgres.ready_timeout):
-            raise Exit(code=run(watch_command(command + args), interactive=True))
-    raise Exit(code=run(command + args))
+    coverage = c.config.test.coverage and not no_cov
+    command = pytest_command(pattern, coverage, workers) + (["tests/e2e"] if e2e else [])
+    with coverage_data_of_this_run() if coverage else contextlib.nullcontext():
+        if watch:
+            with database_for_tests(env, c.config.postgres.ready_timeout):
+                raise Exit(code=run(watch_command(command + args), interactive=True))
+        raise Exit(code=run(command + args))
 
 
 @task

@@ -7,7 +7,9 @@ import os
 import secrets
 import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from steps import PROJECT
@@ -161,6 +163,26 @@ def pytest_command(
         args += ["-p", "steps.pytest_longest_first", "--numprocesses", str(workers)]
         args += ["--dist", "loadfile"]
     return args + (["-k", pattern] if pattern else [])
+
+
+@contextlib.contextmanager
+def coverage_data_of_this_run() -> Iterator[None]:
+    """Coverage's data files in a folder of this run's, the result then moved to .coverage:
+    pytest-cov combines every data file beside its own, so two runs in one folder took (and
+    deleted) each other's, and one failed (SQLITE_CANTOPEN)."""
+    folder = Path(tempfile.mkdtemp(prefix=".coverage.run-", dir=PROJECT))
+    before = os.environ.get("COVERAGE_FILE")
+    os.environ["COVERAGE_FILE"] = str(folder / ".coverage")
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["COVERAGE_FILE"]
+        else:
+            os.environ["COVERAGE_FILE"] = before
+        with contextlib.suppress(OSError):
+            os.replace(folder / ".coverage", PROJECT / ".coverage")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def watch_command(command: list[str]) -> list[str]:

@@ -102,6 +102,25 @@ def test_two_runs_at_once_do_not_collide(project, leaves_nothing_behind):
     assert all("3 passed" in output for output in outputs), outputs
 
 
+def test_a_run_with_coverage_leaves_the_data_of_another_run_alone(project, leaves_nothing_behind):
+    """pytest-cov combines every data file beside its own: two runs in one folder took (and
+    deleted) each other's, and 1 in 12 ended INTERNALERROR ... SQLITE_CANTOPEN."""
+    from coverage import CoverageData
+
+    other = CoverageData(basename=str(project / ".coverage.another-run.1.1"))
+    other.add_lines({str(project / "app" / "__init__.py"): [1]})
+    other.write()
+    try:
+        result = inv(project, "test", INVOKE_TEST_COVERAGE="1")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "TOTAL" in result.stdout
+        assert Path(other.data_filename()).is_file(), "this run combined another run's data"
+        assert (project / ".coverage").is_file()
+        assert [path.name for path in project.glob(".coverage.*")] == [".coverage.another-run.1.1"]
+    finally:
+        Path(other.data_filename()).unlink(missing_ok=True)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_stops_its_server_and_deletes_its_cluster(project, tmp_path, signum):
     marker = tmp_path / "started"
