@@ -12,7 +12,6 @@ compose        Docker and Compose: the engine's checks, a project per environmen
 swarm          the production stack on Docker Swarm
 app_commands   the app's commands: flask, migrations, gunicorn, pytest
 pytest_database       a pytest plugin: the tests' database, a copy of a migrated template
-pytest_longest_first  a pytest plugin of `inv test --e2e`: the longest modules start first
 interruptible  `python -m MODULE`, ended by Ctrl-C with status 130 and no traceback
 """
 

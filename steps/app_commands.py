@@ -160,7 +160,7 @@ def pytest_command(
         else ["-p", "no:pytest_cov"]
     )
     if workers > 1:
-        args += ["-p", "steps.pytest_longest_first", "--numprocesses", str(workers)]
+        args += ["-p", "tests.e2e.longest_first", "--numprocesses", str(workers)]
         args += ["--dist", "loadfile"]
     return args + (["-k", pattern] if pattern else [])
 

@@ -1,5 +1,5 @@
-"""A pytest plugin that `inv test` loads when it spreads the suite over processes
-(`-p steps.pytest_longest_first`): the modules start longest first, by the seconds each took
+"""A pytest plugin that `inv test --e2e` loads when it spreads the suite over processes
+(`-p tests.e2e.longest_first`): the modules start longest first, by the seconds each took
 in the last run (kept in pytest's cache), so that no long module starts while the others
 finish. pytest-xdist's own order, by number of tests, says little about time here: a
 module of 7 end-to-end tests takes 30 s, one of 59 unit tests 1 s. No plugin we found
