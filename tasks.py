@@ -99,7 +99,8 @@ def database_url_target(env) -> str | None:
     from app.config import managed_database_url
 
     url = managed_database_url(env["DATABASE_URL"])
-    return f"database {url.database} at {url.host}:{url.port or 5432}"
+    host, port = url.host or url.query.get("host"), url.port or url.query.get("port") or 5432
+    return f"database {url.database} at {host}:{port}"
 
 
 def refuse_database_url(env) -> None:

@@ -159,9 +159,10 @@ def test_db_shell_uses_the_psql_that_came_with_a_local_server(tmp_path, monkeypa
     (tmp_path / "psql").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     env = environment.Env("development", {"POSTGRES_USER": "postgres", "DB_SERVER": "local"})
-    command = local.LocalProvider(env).psql(5433, "application")
+    provider = local.LocalProvider(env)
+    command = provider.psql(5433, "application")
     assert command[0] == str(local.find_server_binaries() / "psql")
-    assert command[1:] == ["-h", "127.0.0.1", "-p", "5433", "-U", "postgres", "application"]
+    assert command[1:] == ["-h", provider.host, "-p", "5433", "-U", "postgres", "application"]
 
 
 def test_a_missing_env_file_says_how_to_restore_it(project):
@@ -516,13 +517,14 @@ def test_a_server_impersonating_ours_never_gets_the_password(project, monkeypatc
     assert b"a-random-password" not in impostor.received
 
 
-def postmaster_on(port: int) -> int:
-    """The pid of the postgres listening on `port`, found as any local user would: /proc."""
+def postmaster_on(socket: str) -> int:
+    """The pid of the postgres listening in `socket`, found as any local user would: /proc."""
     for proc in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError):
-            if f"-cport={port}".encode() in (proc / "cmdline").read_bytes().split(b"\0"):
+            argument = f"-cunix_socket_directories={socket}".encode()
+            if argument in (proc / "cmdline").read_bytes().split(b"\0"):
                 return int(proc.name)
-    raise AssertionError(f"no postgres on port {port}")
+    raise AssertionError(f"no postgres listening in {socket}")
 
 
 def test_each_local_cluster_has_its_own_password_and_none_of_inv_s_environment(monkeypatch):
@@ -537,11 +539,14 @@ def test_each_local_cluster_has_its_own_password_and_none_of_inv_s_environment(m
     for _ in range(2):
         with provider.throwaway() as port:
             passwords.append(env["POSTGRES_PASSWORD"])
-            postgres.connect(env, "127.0.0.1", port).close()
+            postgres.connect(env, provider.host, port).close()
             with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
                 with_template_s = {**env.vars, "POSTGRES_PASSWORD": template_password}
-                postgres.connect(dataclasses.replace(env, vars=with_template_s), "127.0.0.1", port)
-            environ = Path(f"/proc/{postmaster_on(port)}/environ").read_bytes().split(b"\0")
+                postgres.connect(
+                    dataclasses.replace(env, vars=with_template_s), provider.host, port
+                )
+            pid = postmaster_on(provider.host)
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             assert sorted(name.split(b"=")[0] for name in environ if name) == [b"LC_ALL", b"PATH"]
     assert len({*passwords, template_password}) == 3
 

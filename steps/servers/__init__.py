@@ -145,19 +145,22 @@ def database_server(
     provider = provider or provider_for(env, ready_timeout)
     if provider.ours:  # for every libpq client from here on: inv, the app, pytest, psql 16+
         export(PGREQUIREAUTH="scram-sha-256")
-    host, port = provider.host, provider.running()
+    port = provider.running()
     if throwaway and port is None:
         with sigterm_unwinds(), provider.throwaway() as port:
+            host = provider.host  # a local server's socket folder is known once it runs
             report(f"throwaway {env.name} PostgreSQL ({provider.describe()}) on {host}:{port}")
             export(POSTGRES_HOSTNAME=host, POSTGRES_PORT=port)
             yield host, port
         return
     if port is None:
         port = provider.start()
+        host = provider.host
         report(
             f"started the {env.name} PostgreSQL server ({provider.describe()}) on {host}:{port}; `{task_for(env, 'db.down')}` stops it"
         )
     else:
+        host = provider.host
         provider.load_password()
         wait_until_ready(env, host, port, timeout=ready_timeout)
         what = "using the warm" if throwaway else "the"

@@ -26,10 +26,6 @@ from steps import PROJECT
 from steps.commands import fail, signals_held
 from steps.environment import Env
 from steps.postgres import (
-    LOOPBACK,
-    busy_port_error,
-    free_port,
-    port_is_free,
     wait_until_ready,
 )
 from steps.servers import Provider, task_for
@@ -41,13 +37,16 @@ from steps.servers.local_files import (
     give_to,
     is_postmaster_of,
     open_log,
+    private_folder,
     process_alive,
     reachable_binaries,
     read_small_file,
     scratch_root,
     server_account,
+    socket_folder,
     state_root,
     template_cluster,
+    write_private,
 )
 
 if TYPE_CHECKING:
@@ -138,10 +137,12 @@ def give_new_password(cluster: LocalCluster, user: str) -> str:
 
 
 def start_postmaster(
-    cluster: LocalCluster, port: int, settings: tuple[str, ...] = ()
+    cluster: LocalCluster, port: int, socket: Path, settings: tuple[str, ...] = ()
 ) -> subprocess.Popen:
-    """Start postgres on loopback:port in its own session (Ctrl-C meant for flask spares it)."""
-    listen = ("listen_addresses=" + LOOPBACK, f"port={port}", "unix_socket_directories=")
+    """Start postgres in its own session (Ctrl-C meant for flask spares it), listening on a
+    Unix socket in the private folder `socket` only: a TCP port could be taken by another
+    local user between our check and the server's start, and impersonated."""
+    listen = ("listen_addresses=", f"port={port}", f"unix_socket_directories={socket}")
     options = [f"-c{setting}" for setting in (*listen, *settings)]
     with os.fdopen(open_log(cluster.log), "ab") as log:
         return subprocess.Popen(
@@ -243,14 +244,43 @@ def password_file(env_name: str, project: Path = PROJECT) -> Path:
     return state_root(project) / f"{env_name}.password"
 
 
+def local_port(env: Env) -> int:
+    """The number of a local server's socket (`.s.PGSQL.<port>`): it listens on no TCP port,
+    and its socket folder is its own, so `auto` needs no free port."""
+    return 5432 if env["POSTGRES_PORT"] == "auto" else int(env["POSTGRES_PORT"])
+
+
 class LocalProvider(Provider):
     """PostgreSQL binaries run directly: a cluster per environment, throwaway ones on tmpfs."""
 
     label = "local"
+    # A throwaway server's socket folder while it runs.
+    throwaway_socket: Path | None = None
 
     @property
     def cluster(self) -> LocalCluster:
         return LocalCluster(cluster_home(self.env.name))
+
+    @property
+    def socket_record(self) -> Path:
+        return self.socket_record_of(self.env.name)
+
+    @staticmethod
+    def socket_record_of(env_name: str, project: Path = PROJECT) -> Path:
+        """Where the persistent server's socket folder is written: beside its cluster's
+        folder, in ours (that one is the server account's)."""
+        return cluster_home(env_name, project).with_name(f"{env_name}.socket")
+
+    @property
+    def host(self) -> str:
+        """The folder of the server's Unix socket (libpq takes it as the host)."""
+        if self.throwaway_socket:
+            return str(self.throwaway_socket)
+        with contextlib.suppress(OSError):
+            folder = Path(read_small_file(self.socket_record).strip())
+            if private_folder(folder, server_account(create=False)):
+                return str(folder)
+        return ""
 
     @property
     def password_file(self) -> Path:
@@ -258,6 +288,9 @@ class LocalProvider(Provider):
 
     def running(self) -> int | None:
         found = self.cluster.running()
+        if found and not self.host:  # started when local servers listened on TCP: restarted
+            stop_postmaster(self.cluster)
+            return None
         return found[1] if found else None
 
     def start(self) -> int:
@@ -271,43 +304,56 @@ class LocalProvider(Provider):
             found = cluster.running()
             if found:  # another inv started it meanwhile
                 return found[1]
-            auto = self.env["POSTGRES_PORT"] == "auto"
-            port = free_port() if auto else int(self.env["POSTGRES_PORT"])
-            if not port_is_free(port):
-                busy_port_error(self.env, port)
-            if cluster.recorded_postmaster():
+            port = local_port(self.env)
+            died = cluster.recorded_postmaster() is not None
+            if died:
                 # Its server died (killed, or a zombie of the inv that started it) and left
-                # postmaster.pid, which would stop a new one: the data is intact.
+                # postmaster.pid and its socket's lock, which would stop a new one: the data
+                # is intact, the new server gets a new socket folder.
                 (cluster.data / "postmaster.pid").unlink(missing_ok=True)
             if not (cluster.data / "PG_VERSION").is_file():
                 make_cluster(cluster, self.env)
             if not self.password_file.is_file():  # a new cluster, or its password never saved
                 self.save_password(give_new_password(cluster, self.env["POSTGRES_USER"]))
             self.load_password()
-            process = start_postmaster(
-                cluster, port, TEST_SETTINGS if self.env.name == "testing" else ()
-            )
+            socket = Path(self.host) if self.host and not died else self.new_socket_folder(account)
+            settings = TEST_SETTINGS if self.env.name == "testing" else ()
+            process = start_postmaster(cluster, port, socket, settings)
             wait_until_ready(
-                self.env, LOOPBACK, port, self.ready_timeout, gone=exited(process, cluster)
+                self.env, str(socket), port, self.ready_timeout, gone=exited(process, cluster)
             )
         return port
 
     def stop(self) -> bool:
         return stop_postmaster(self.cluster)
 
+    def new_socket_folder(self, account: struct_passwd | None) -> Path:
+        """The persistent server's socket folder, kept from start to start (a client set up
+        once keeps working) unless /tmp was emptied meanwhile."""
+        if self.host:
+            shutil.rmtree(self.host, ignore_errors=True)
+        socket = socket_folder(account)
+        self.socket_record.unlink(missing_ok=True)
+        write_private(self.socket_record, f"{socket}\n")
+        return socket
+
     @contextlib.contextmanager
     def throwaway(self) -> Iterator[int]:
         with throwaway_cluster(self.env) as cluster, self.password_for_the_block(cluster.password):
-            port = free_port()
-            process = start_postmaster(cluster, port, TEST_SETTINGS)
+            port, socket = local_port(self.env), socket_folder(cluster.account)
+            process = None
             try:
+                process = start_postmaster(cluster, port, socket, TEST_SETTINGS)
+                self.throwaway_socket = socket
                 wait_until_ready(
-                    self.env, LOOPBACK, port, self.ready_timeout, gone=exited(process, cluster)
+                    self.env, str(socket), port, self.ready_timeout, gone=exited(process, cluster)
                 )
                 yield port
             finally:
                 with signals_held():
                     stop_postmaster(cluster, process, immediate=True)
+                    self.throwaway_socket = None
+                    shutil.rmtree(socket, ignore_errors=True)
 
     def where(self) -> str:
         if not self.cluster.data.is_dir():
@@ -320,4 +366,4 @@ class LocalProvider(Provider):
         """The psql that came with the server (another on PATH may be older than it)."""
         psql = find_server_binaries() / "psql"
         user = self.env["POSTGRES_USER"]
-        return [str(psql), "-h", LOOPBACK, "-p", str(port), "-U", user, database]
+        return [str(psql), "-h", self.host, "-p", str(port), "-U", user, database]

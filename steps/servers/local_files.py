@@ -130,6 +130,23 @@ def scratch_root() -> Path:
     return Path(tempfile.gettempdir())
 
 
+def socket_folder(account: struct_passwd | None) -> Path:
+    """A new private folder for a server's Unix socket, the server account's: short, in /tmp
+    (PostgreSQL refuses a socket path over 107 bytes, so not inside a deep clone)."""
+    return give_to(Path(tempfile.mkdtemp(prefix="pg-", dir="/tmp")), account)
+
+
+def private_folder(path: Path, account: struct_passwd | None) -> bool:
+    """Whether `path` is a folder itself (not a link) of ours or `account`'s that nobody
+    else may enter: a socket folder recorded where the server's account could write."""
+    try:
+        found = path.lstat()
+    except OSError:
+        return False
+    owners = {os.geteuid(), account.pw_uid if account else os.geteuid()}
+    return stat.S_ISDIR(found.st_mode) and found.st_uid in owners and not found.st_mode & 0o077
+
+
 def ensure_dir(path: Path, mode: int = 0o755) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=mode)
     return path

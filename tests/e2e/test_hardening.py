@@ -22,6 +22,7 @@ from project_copy import (
     fetch_when_up,
     free_port,
     local_inv,
+    local_socket,
     module_copy,
     start_inv,
 )
@@ -78,7 +79,7 @@ def test_a_killed_development_server_is_restarted_with_its_data(project):
     run = start_inv(project, "local", "dev", POSTGRES_PORT=port, FLASK_RUN_PORT=web_port)
     try:
         assert fetch_when_up(f"http://127.0.0.1:{web_port}/", lambda: run.poll() is None)
-        dsn = f"host=127.0.0.1 port={port} user=postgres password={dev_password(project)} dbname=application"
+        dsn = f"host={local_socket(project)} port={port} user=postgres password={dev_password(project)} dbname=application"
         with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
             cursor.execute(
                 "INSERT INTO users (email, email_folded) VALUES ('survivor@example.com', 'survivor@example.com')"
@@ -90,6 +91,7 @@ def test_a_killed_development_server_is_restarted_with_its_data(project):
         up = inv(project, "db.up", POSTGRES_PORT=port)
         assert up.returncode == 0, up.stderr
         assert "started the development PostgreSQL server" in up.stderr
+        dsn = dsn.replace(dsn.split()[0], f"host={local_socket(project)}")  # a new socket folder
         with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
             cursor.execute("SELECT email FROM users")
             assert cursor.fetchall() == [("survivor@example.com",)]
@@ -165,19 +167,27 @@ def test_another_local_user_cannot_log_in_to_a_server_inv_started(project, intru
             "extra_groups": [],
             "cwd": "/",
         }
-        attempt = subprocess.run(
-            [psql, "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-d", "postgres",
-             "-c", "COPY (SELECT 1) TO PROGRAM 'id'"],
-            env={"PGPASSWORD": "postgres", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
-            **as_intruder,
-        )  # fmt: skip
-        assert attempt.returncode != 0
-        assert "password authentication failed" in attempt.stderr, attempt.stderr
+        socket = local_socket(project)
+
+        def attempt(host: str) -> subprocess.CompletedProcess:
+            command = [psql, "-h", host, "-p", port, "-U", "postgres", "-d", "postgres"]
+            return subprocess.run(
+                [*command, "-c", "COPY (SELECT 1) TO PROGRAM 'id'"],
+                env={"PGPASSWORD": "postgres", "PATH": "/usr/bin:/bin"},
+                capture_output=True,
+                text=True,
+                **as_intruder,
+            )
+
+        attempts = {host: attempt(host) for host in ("127.0.0.1", socket)}
+        # No TCP port to try; the socket's folder is not theirs to enter.
+        assert "Connection refused" in attempts["127.0.0.1"].stderr, attempts["127.0.0.1"].stderr
+        assert "Permission denied" in attempts[socket].stderr, attempts[socket].stderr
         peek = subprocess.run(["cat", password_file], capture_output=True, text=True, **as_intruder)
         assert peek.returncode != 0 and "Permission denied" in peek.stderr
         # The developer (and the app, which inv hands it to) gets in with it.
         mine = subprocess.run(
-            [psql, "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-d", "postgres", "-tAc", "SELECT 1"],
+            [psql, "-h", socket, "-p", port, "-U", "postgres", "-d", "postgres", "-tAc", "SELECT 1"],
             env={"PGPASSWORD": Path(password_file).read_text().strip()}, capture_output=True, text=True,
         )  # fmt: skip
         assert mine.stdout.strip() == "1", mine.stderr
@@ -237,21 +247,21 @@ def test_a_database_url_in_the_shell_does_not_redirect_the_tests(project):
     """A careless shell: DATABASE_URL still names a database that matters when `inv test` runs."""
     port = str(free_port())
     assert inv(project, "db.up", POSTGRES_PORT=port).returncode == 0
-    password = dev_password(project)
+    password, socket = dev_password(project), local_socket(project)
     admin = psycopg2.connect(
-        f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres"
+        f"host={socket} port={port} user=postgres password={password} dbname=postgres"
     )
     admin.autocommit = True
     try:
         with admin.cursor() as cursor:
             cursor.execute("DROP DATABASE IF EXISTS precious")
             cursor.execute("CREATE DATABASE precious")
-        precious = f"host=127.0.0.1 port={port} user=postgres password={password} dbname=precious"
+        precious = f"host={socket} port={port} user=postgres password={password} dbname=precious"
         with psycopg2.connect(precious) as connection, connection.cursor() as cursor:
             cursor.execute("CREATE TABLE orders (id int); INSERT INTO orders VALUES (42)")
         connection.close()
 
-        url = f"postgresql://postgres:{password}@127.0.0.1:{port}/precious"
+        url = f"postgresql://postgres:{password}@/precious?host={socket}&port={port}"
         result = inv(project, "test", DATABASE_URL=url)
 
         assert result.returncode == 0, result.stdout + result.stderr

@@ -83,6 +83,7 @@ def test_the_end_to_end_suite_runs_over_workers_and_the_app_s_alone(project, lea
     e2e = project / "tests" / "e2e"
     e2e.mkdir()
     (e2e / "test_sample_e2e.py").write_text(SAMPLE_TESTS)
+    shutil.copy(Path(__file__).with_name("longest_first.py"), e2e)  # what --e2e loads
     try:
         result = inv(project, "test", "--e2e", INVOKE_TEST_WORKERS="2", SAMPLE_FAIL="1")
         app_only = inv(project, "test", SAMPLE_FAIL="1")
