@@ -1,8 +1,9 @@
 """The tests' PostgreSQL, for `inv test` and plain pytest alike (pyproject.toml loads it).
 
-A throwaway server starts through the tasks' steps while pytest collects, or the warm one
-of `APPLICATION_CONFIG=testing inv db.up` is used, or the one `inv test --watch` keeps. Migrating is done once per state of migrations/, into a template database; each
-pytest process (each xdist worker) then gets a copy of it: `CREATE DATABASE ... TEMPLATE`.
+A throwaway server starts through the tasks' steps while pytest collects (or the warm one of
+`APPLICATION_CONFIG=testing inv db.up` is used, or the one `inv test --watch` keeps). The
+migrations run once per state of migrations/, into a template database; each pytest process
+(each xdist worker) then gets a copy of it: `CREATE DATABASE ... TEMPLATE`.
 """
 
 import contextlib
