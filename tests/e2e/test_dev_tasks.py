@@ -270,6 +270,16 @@ def test_an_impostor_on_our_servers_ports_gets_no_connection(project, dev_port):
     try:
         assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0
         assert inv(project, "flask", "--", "db", "current", POSTGRES_PORT=dev_port).returncode == 0
+        web_port = str(free_port())
+        dev = start_inv(project, "local", "dev", POSTGRES_PORT=dev_port, FLASK_RUN_PORT=web_port)
+        try:
+            health = fetch_when_up(
+                f"http://127.0.0.1:{web_port}/health", lambda: dev.poll() is None
+            )
+            assert health is not None and json.loads(health)["database"] == "ok"
+        finally:
+            dev.send_signal(signal.SIGINT)
+            dev.communicate(timeout=TIMEOUT)
         tests = inv(project, "test")
         assert tests.returncode == 0, tests.stdout + tests.stderr
     finally:
