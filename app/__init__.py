@@ -1,18 +1,14 @@
 """The application factory."""
 
+from __future__ import annotations
+
 import os
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from apiflask import APIFlask
-
-from app.config import load_config
-from app.errors import APIFlaskWithDebugger, json_bodies_only, register_error_handlers
-from app.extensions import db, init_migrations, install_database_deadline, migrations_wanted
-from app.main import DOCS_ASSETS, main
-from app.schemas import Error
-from app.startup import prepare_database
-from app.users import users
+if TYPE_CHECKING:
+    from apiflask import APIFlask
 
 TOO_LONG = "The request line is over 4,094 bytes (gunicorn's limit)"
 
@@ -26,6 +22,16 @@ def project_name_and_version() -> tuple[str, str]:
 
 def create_app(config_name: str | None = None) -> APIFlask:
     """Build the app for `config_name` (default: FLASK_CONFIG), reading the environment now."""
+    # Imported here, not above: importing a module of the package (the tasks import
+    # app.database) then costs no Flask, SQLAlchemy or APIFlask.
+    from app.config import load_config
+    from app.errors import APIFlaskWithDebugger, json_bodies_only, register_error_handlers
+    from app.extensions import db, init_migrations, install_database_deadline, migrations_wanted
+    from app.main import DOCS_ASSETS, main
+    from app.schemas import Error
+    from app.startup import prepare_database
+    from app.users import users
+
     # An API: no static files; its description at /openapi.json, its docs page at /docs.
     name, version = project_name_and_version()
     app = APIFlaskWithDebugger(

@@ -7,37 +7,19 @@ others wait, then find the database at head.
 
 import logging
 import os
-import time
-from collections.abc import Callable
 
 import click
-import psycopg2
 from flask.cli import with_appcontext
-from psycopg2 import errors, sql
 from sqlalchemy import text
 
+from app.database import DatabaseUnavailable, create_database, wait_for_server
 from app.extensions import db, init_migrations
 from app.health import connect_arguments
 
 # Any constant: every process migrating this database takes the same lock.
 MIGRATION_LOCK = 7_201_701
-# Retrying these cannot help: the server answered, and said no.
-FATAL_CONNECT_ERRORS = (
-    "authentication failed",
-    "authentication method requirement",  # PGREQUIREAUTH: the server asked for another kind
-    "no pg_hba.conf entry",
-    "does not exist",
-)
 
 log = logging.getLogger(__name__)
-
-
-class DatabaseUnavailable(Exception):
-    """The server did not answer in time, or stopped; the message says which."""
-
-
-class ServerRefused(DatabaseUnavailable):
-    """The server answered and said no (a wrong password, user or database)."""
 
 
 class StartupError(click.ClickException):
@@ -49,52 +31,6 @@ class StartupError(click.ClickException):
 
 def say(message: str) -> None:
     click.echo(f"prepare-database: {message}", err=True)
-
-
-def wait_for_server(
-    arguments: dict, timeout: float, gone: Callable[[], str | None] = lambda: None
-) -> None:
-    """Until a real connection succeeds (psycopg2.connect keywords); a refusal fails at once,
-    and so does a server we started that `gone` says has exited (it returns why)."""
-    where = f"{arguments.get('host')}:{arguments.get('port')}"
-    deadline, pause = time.monotonic() + timeout, 0.02
-    while True:
-        try:
-            psycopg2.connect(**{"connect_timeout": 3, **arguments}).close()
-            return
-        except psycopg2.OperationalError as error:
-            reason = (str(error).strip().splitlines() or [repr(error)])[-1]
-            if any(text in reason for text in FATAL_CONNECT_ERRORS):
-                raise ServerRefused(f"PostgreSQL at {where} refused us: {reason}") from None
-            exited = gone()
-            if exited:
-                raise DatabaseUnavailable(exited) from None
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise DatabaseUnavailable(
-                    f"no PostgreSQL answered at {where} within {timeout:.0f} s: {reason}"
-                ) from None
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.5)
-
-
-def create_database(arguments: dict, name: str) -> bool:
-    """Create database `name` when missing, connecting with `arguments` to another database
-    of the server (its maintenance database); True when this call created it."""
-    connection = psycopg2.connect(**arguments)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cursor.fetchone():
-                return False
-            try:
-                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            except errors.DuplicateDatabase:  # another process created it first
-                return False
-    finally:
-        connection.close()
-    return True
 
 
 def migrate_to_head() -> None:

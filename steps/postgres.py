@@ -61,9 +61,9 @@ def wait_until_ready(
     timeout: float = READY_TIMEOUT,
     gone: Callable[[], str | None] = lambda: None,
 ) -> None:
-    """Until a real connection succeeds (the app's own wait: app/startup.py); a refusal fails at
+    """Until a real connection succeeds (the app's own wait: app/database.py); a refusal fails at
     once. `gone` returns why the server has stopped (one we started), None while it may come up."""
-    from app.startup import DatabaseUnavailable, ServerRefused, wait_for_server
+    from app.database import DatabaseUnavailable, ServerRefused, wait_for_server
 
     try:
         wait_for_server(connect_arguments(env, host, port), timeout, gone)
@@ -74,10 +74,10 @@ def wait_until_ready(
 
 
 def create_database(env: Env, host: str, port: int) -> bool:
-    """Create APPLICATION_DB if missing (the app's own step: app/startup.py); True if created."""
+    """Create APPLICATION_DB if missing (the app's own step: app/database.py); True if created."""
     import psycopg2
 
-    from app.startup import create_database as create
+    from app.database import create_database as create
 
     try:
         return create(connect_arguments(env, host, port), env["APPLICATION_DB"])

@@ -31,7 +31,7 @@ class Starting(threading.Thread):
     def __init__(self) -> None:
         # What the thread imports is imported here first: two threads importing one package
         # at once may each meet the other's half-initialised modules (werkzeug's, say).
-        import app.startup  # noqa: F401
+        import app.database  # noqa: F401
         from steps.servers import compose, local  # noqa: F401
 
         super().__init__(daemon=True)

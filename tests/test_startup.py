@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app import create_app
+from app.database import DatabaseUnavailable, create_database, wait_for_server
 from app.extensions import db
 from app.health import connect_arguments
-from app.startup import DatabaseUnavailable, create_database, wait_for_server
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ class OwnServer:
 
 @pytest.fixture
 def own_server():
-    env = environment.Env("testing", dict(os.environ))
+    env = environment.read_env("testing")
     try:
         local.find_server_binaries()
     except Exit:
@@ -63,7 +63,8 @@ def app_on_own_server(own_server, monkeypatch):
     monkeypatch.setenv("POSTGRES_HOSTNAME", str(own_server.socket))
     monkeypatch.setenv("POSTGRES_PORT", str(own_server.port))
     monkeypatch.setenv("POSTGRES_PASSWORD", own_server.env["POSTGRES_PASSWORD"])
-    monkeypatch.setenv("APPLICATION_DB", os.environ["POSTGRES_DB"])
+    monkeypatch.setenv("POSTGRES_USER", own_server.env["POSTGRES_USER"])
+    monkeypatch.setenv("APPLICATION_DB", own_server.env["POSTGRES_DB"])
     app = create_app("testing")
     init_migrations(app)  # its tests upgrade it
     return app
