@@ -325,11 +325,14 @@ class LocalProvider(Provider):
         return port
 
     def stop(self) -> bool:
-        return stop_postmaster(self.cluster)
+        stopped = stop_postmaster(self.cluster)
+        if self.host:
+            shutil.rmtree(self.host, ignore_errors=True)
+        self.socket_record.unlink(missing_ok=True)
+        return stopped
 
     def new_socket_folder(self, account: struct_passwd | None) -> Path:
-        """The persistent server's socket folder, kept from start to start (a client set up
-        once keeps working) unless /tmp was emptied meanwhile."""
+        """The persistent server's socket folder for this start (`stop` removes it)."""
         if self.host:
             shutil.rmtree(self.host, ignore_errors=True)
         socket = socket_folder(account)

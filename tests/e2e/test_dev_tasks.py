@@ -79,24 +79,28 @@ def test_db_up_twice_is_harmless_and_down_twice_says_so(project, dev_port):
     first = inv(project, "db.up", POSTGRES_PORT=dev_port)
     second = inv(project, "db.up", POSTGRES_PORT=dev_port)
     assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
-    assert f"on {local_socket(project)}:{dev_port} is running" in second.stderr
+    socket = local_socket(project)
+    assert f"on {socket}:{dev_port} is running" in second.stderr
     assert "stopped" in inv(project, "db.down").stderr
+    assert not Path(socket).exists(), "db.down left the socket's folder in /tmp"
     again = inv(project, "db.down")
     assert again.returncode == 0
     assert "not running: nothing to stop" in again.stderr
 
 
 def test_development_data_survives_a_restart(project, dev_port):
+    def dsn() -> str:  # the socket's folder is new at each start
+        return f"host={local_socket(project)} port={dev_port} user=postgres password={dev_password(project)} dbname=application"
+
     assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0
-    dsn = f"host={local_socket(project)} port={dev_port} user=postgres password={dev_password(project)} dbname=application"
-    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+    with psycopg2.connect(dsn()) as connection, connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO users (email, email_folded) VALUES ('kept@example.com', 'kept@example.com')"
         )
     connection.close()
     assert inv(project, "db.down").returncode == 0
     assert inv(project, "db.up", POSTGRES_PORT=dev_port).returncode == 0
-    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+    with psycopg2.connect(dsn()) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT email FROM users")
         assert cursor.fetchall() == [("kept@example.com",)]
     connection.close()
