@@ -97,10 +97,11 @@ def database_url_target(env) -> str | None:
     if not env.vars.get("DATABASE_URL"):
         return None
     from app.config import managed_database_url
+    from app.health import connect_arguments
 
     url = managed_database_url(env["DATABASE_URL"])
-    host, port = url.host or url.query.get("host"), url.port or url.query.get("port") or 5432
-    return f"database {url.database} at {host}:{port}"
+    where = connect_arguments(url)  # what psycopg2 is given: host and port may be in the query
+    return f"database {url.database} at {where.get('host')}:{where.get('port', 5432)}"
 
 
 def refuse_database_url(env) -> None:

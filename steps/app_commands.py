@@ -17,7 +17,7 @@ from steps.commands import (
     fail,
     run,
 )
-from steps.environment import Env, where_to_set
+from steps.environment import Env, exported, where_to_set
 from steps.postgres import LOOPBACK, applied_revision, port_is_free
 
 # `python -m MODULE`, but a Ctrl-C while the module starts ends it without a traceback.
@@ -171,15 +171,10 @@ def coverage_data_of_this_run() -> Iterator[None]:
     pytest-cov combines every data file beside its own, so two runs in one folder took (and
     deleted) each other's, and one failed (SQLITE_CANTOPEN)."""
     folder = Path(tempfile.mkdtemp(prefix=".coverage.run-", dir=PROJECT))
-    before = os.environ.get("COVERAGE_FILE")
-    os.environ["COVERAGE_FILE"] = str(folder / ".coverage")
     try:
-        yield
+        with exported(COVERAGE_FILE=folder / ".coverage"):
+            yield
     finally:
-        if before is None:
-            del os.environ["COVERAGE_FILE"]
-        else:
-            os.environ["COVERAGE_FILE"] = before
         with contextlib.suppress(OSError):
             os.replace(folder / ".coverage", PROJECT / ".coverage")
         shutil.rmtree(folder, ignore_errors=True)

@@ -3,10 +3,11 @@ checked before anything starts, then exported for every command the task runs.""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,3 +231,18 @@ def load_env(name: str | None = None, secrets: bool = True) -> Env:
 def export(**variables: object) -> None:
     """Hand values to every command run after this (flask, pytest): the app reads them."""
     os.environ.update({k: str(v) for k, v in variables.items()})
+
+
+@contextlib.contextmanager
+def exported(**variables: object) -> Iterator[None]:
+    """`export` for this block only: the values before it are back after it."""
+    before = {name: os.environ.get(name) for name in variables}
+    export(**variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -18,7 +18,7 @@ import pytest
 from invoke import Exit
 
 from steps import PROJECT
-from steps.environment import Env, load_env
+from steps.environment import Env, exported, load_env
 from steps.postgres import connect
 from steps.servers import TEST_DATABASE, clone_databases, database_for_tests
 from steps.servers.local_files import process_alive
@@ -171,10 +171,8 @@ def migrate(name: str) -> None:
     from app import create_app
     from app.startup import migrate_to_head
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("APPLICATION_DB", name)
-        with create_app("testing").app_context():
-            migrate_to_head()
+    with exported(APPLICATION_DB=name), create_app("testing").app_context():
+        migrate_to_head()
 
 
 def drop(cursor, name: str) -> None:

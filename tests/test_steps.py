@@ -8,14 +8,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import psycopg2
 import pytest
+from impostor import Impostor
 from invoke import Config, Exit, MockContext, Result
 
 import tasks
@@ -468,36 +467,9 @@ def test_tasks_options_and_other_tasks_are_left_to_invoke(argv):
     commands.words_before_the_dashes(argv, tasks.ns.task_names)
 
 
-SSL_REQUEST, GSS_REQUEST = (80877103).to_bytes(4, "big"), (80877104).to_bytes(4, "big")
-
-
-class Impostor:
-    """Another local user's fake PostgreSQL on a port inv will connect to (one our server
-    could not bind): it asks for the password in clear text and keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.received = b""
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self) -> None:
-        while True:
-            connection, _ = self.listener.accept()
-            with connection:
-                connection.settimeout(2)
-                with contextlib.suppress(OSError):
-                    packet = connection.recv(4096)
-                    while packet[4:8] in (SSL_REQUEST, GSS_REQUEST):
-                        connection.sendall(b"N")  # no encryption: go on in the clear
-                        packet = connection.recv(4096)
-                    self.received += packet  # the startup packet: user and database
-                    connection.sendall(b"R" + (8).to_bytes(4, "big") + (3).to_bytes(4, "big"))
-                    self.received += connection.recv(4096)  # a password message, if any
-
-
 def test_a_server_impersonating_ours_never_gets_the_password(project, monkeypatch):
     impostor = Impostor()
+    port = impostor.listen()
     monkeypatch.delenv("PGREQUIREAUTH", raising=False)
     env = environment.read_env("testing", {"POSTGRES_PASSWORD": "a-random-password"})
 
@@ -505,7 +477,7 @@ def test_a_server_impersonating_ours_never_gets_the_password(project, monkeypatc
         label = "local"
 
         def running(self):
-            return impostor.port
+            return port
 
     def connect_to_it():
         with servers.database_server(env, ready_timeout=2, provider=OursButTaken(env)):
@@ -513,8 +485,9 @@ def test_a_server_impersonating_ours_never_gets_the_password(project, monkeypatc
 
     message = failure(connect_to_it)
     assert "authentication method requirement" in message, message
-    assert b"user\0postgres" in impostor.received  # it was reached, and asked
-    assert b"a-random-password" not in impostor.received
+    received = b"".join(impostor.received)
+    assert b"user\0postgres" in received  # it was reached, and asked
+    assert b"a-random-password" not in received
 
 
 def postmaster_on(socket: str) -> int:

@@ -4,12 +4,11 @@ compose or external, one module each), and a server's lifetime around a task."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from steps.commands import say, sigterm_unwinds
-from steps.environment import Env, export
+from steps.environment import Env, export, exported
 from steps.postgres import LOOPBACK, READY_TIMEOUT, wait_until_ready
 
 
@@ -85,16 +84,13 @@ class Provider:
     def password_for_the_block(self, password: str) -> Iterator[None]:
         """A throwaway server's password while it lives; the previous one after (a later
         server of this process, a persistent one say, has its own)."""
-        before = self.env.vars.get("POSTGRES_PASSWORD", ""), os.environ.get("POSTGRES_PASSWORD")
-        self.use_password(password)
+        before = self.env.vars.get("POSTGRES_PASSWORD", "")
+        self.env.vars["POSTGRES_PASSWORD"] = password
         try:
-            yield
+            with exported(POSTGRES_PASSWORD=password):
+                yield
         finally:
-            self.env.vars["POSTGRES_PASSWORD"] = before[0]
-            if before[1] is None:
-                os.environ.pop("POSTGRES_PASSWORD", None)
-            else:
-                os.environ["POSTGRES_PASSWORD"] = before[1]
+            self.env.vars["POSTGRES_PASSWORD"] = before
 
     def psql(self, port: int, database: str) -> list[str]:
         """psql on `database`: the one on PATH, else the server binaries' (as PGPASSWORD says)."""

@@ -108,24 +108,24 @@ class ComposeProvider(Provider):
     def start(self) -> int:
         if self.env["POSTGRES_PORT"] != "auto" and not port_is_free(int(self.env["POSTGRES_PORT"])):
             busy_port_error(self.env, int(self.env["POSTGRES_PORT"]))
-        if self.password_file.is_file() or not self.has_volume():
-            self.use_own_password()
+        if self.use_own_password():
             return self._up(self.project)
         # Its volume was made with the committed password: it gets a random one now.
         port = self._up(self.project)
         self.save_password(set_password(self.env, LOOPBACK, port, secrets.token_urlsafe(24)))
         return port
 
-    def has_volume(self) -> bool:
-        return bool(docker_list("volume", self.project, "--quiet").strip())
-
-    def use_own_password(self) -> None:
+    def use_own_password(self) -> bool:
         """The password of the project's `db` volume, for a command that may start it: a new
-        volume takes a random one at its initdb (saved first, so that none is ever lost)."""
+        volume takes a random one at its initdb (saved first, so that none is ever lost).
+        False when the volume was made before, with the committed password."""
         if self.password_file.is_file():
             self.load_password()
-        elif not self.has_volume():
-            self.save_password(secrets.token_urlsafe(24))
+            return True
+        if docker_list("volume", self.project, "--quiet").strip():
+            return False
+        self.save_password(secrets.token_urlsafe(24))
+        return True
 
     def _up(self, project: str) -> int:
         compose_or_fail(self.env, project, "up", "--detach", "db")

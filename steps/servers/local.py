@@ -316,7 +316,8 @@ class LocalProvider(Provider):
             if not self.password_file.is_file():  # a new cluster, or its password never saved
                 self.save_password(give_new_password(cluster, self.env["POSTGRES_USER"]))
             self.load_password()
-            socket = Path(self.host) if self.host and not died else self.new_socket_folder(account)
+            host = self.host
+            socket = Path(host) if host and not died else self.new_socket_folder(account)
             settings = TEST_SETTINGS if self.env.name == "testing" else ()
             process = start_postmaster(cluster, port, socket, settings)
             wait_until_ready(
@@ -326,17 +327,18 @@ class LocalProvider(Provider):
 
     def stop(self) -> bool:
         stopped = stop_postmaster(self.cluster)
-        if self.host:
-            shutil.rmtree(self.host, ignore_errors=True)
-        self.socket_record.unlink(missing_ok=True)
+        self.remove_socket_folder()
         return stopped
+
+    def remove_socket_folder(self) -> None:
+        if host := self.host:
+            shutil.rmtree(host, ignore_errors=True)
+        self.socket_record.unlink(missing_ok=True)
 
     def new_socket_folder(self, account: struct_passwd | None) -> Path:
         """The persistent server's socket folder for this start (`stop` removes it)."""
-        if self.host:
-            shutil.rmtree(self.host, ignore_errors=True)
+        self.remove_socket_folder()
         socket = socket_folder(account)
-        self.socket_record.unlink(missing_ok=True)
         write_private(self.socket_record, f"{socket}\n")
         return socket
 

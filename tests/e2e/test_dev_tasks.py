@@ -5,13 +5,10 @@ They run in a copy of the project (tasks, app, env, migrations and a few sample 
 so the servers they start and stop are never the developer's own.
 """
 
-import contextlib
 import json
 import re
 import shutil
 import signal
-import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +16,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from impostor import Impostor
 from project_copy import (
     TIMEOUT,
     dev_password,
@@ -223,54 +221,12 @@ def test_bad_input_is_one_line_and_a_failure(project, args, env, message):
     assert message in result.stderr
 
 
-class Impostor:
-    """Another local user's fake PostgreSQL, asking for the password in clear text: on a
-    port given (`port`), or, racing our servers, on the port of each postgres of the copy's
-    as soon as /proc shows its command line (where every user can read `-cport=N`)."""
-
-    def __init__(self, project: Path, port: int | None = None) -> None:
-        self.project, self.received, self.done = project, [], threading.Event()
-        if port is not None:
-            self.listen(port)
-        else:
-            threading.Thread(target=self.race, daemon=True).start()
-
-    def listen(self, port: int) -> None:
-        with contextlib.suppress(OSError):  # our server may have bound it first
-            listener = socket.create_server(("127.0.0.1", port))
-            threading.Thread(target=self.serve, args=(listener,), daemon=True).start()
-
-    def race(self) -> None:
-        seen = set()
-        while not self.done.is_set():
-            for proc in Path("/proc").glob("[0-9]*"):
-                with contextlib.suppress(OSError):
-                    args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-                    port = next((a[7:] for a in args if a.startswith("-cport=")), None)
-                    if port and port not in seen and any(self.project.name in a for a in args):
-                        seen.add(port)
-                        self.listen(int(port))
-
-    def serve(self, listener: socket.socket) -> None:
-        while True:
-            connection, _ = listener.accept()
-            with connection, contextlib.suppress(OSError):
-                connection.settimeout(2)
-                packet = connection.recv(4096)
-                while packet[4:8] in (SSL_REQUEST, GSS_REQUEST):
-                    connection.sendall(b"N")
-                    packet = connection.recv(4096)
-                connection.sendall(b"R" + (8).to_bytes(4, "big") + (3).to_bytes(4, "big"))
-                self.received.append(packet + connection.recv(4096))
-
-
-SSL_REQUEST, GSS_REQUEST = (80877103).to_bytes(4, "big"), (80877104).to_bytes(4, "big")
-
-
 def test_an_impostor_on_our_servers_ports_gets_no_connection(project, dev_port):
     """Local servers listen on a Unix socket in a private folder only: a port another user
     took first, or takes in the race with our postmaster, leads nowhere."""
-    squatter, racer = Impostor(project, int(dev_port)), Impostor(project)
+    squatter, racer = Impostor(), Impostor()
+    assert squatter.listen(int(dev_port)) == int(dev_port)
+    racer.race(project.name)
     try:
         assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0
         assert inv(project, "flask", "--", "db", "current", POSTGRES_PORT=dev_port).returncode == 0
