@@ -1,8 +1,6 @@
-"""The project's tasks: `inv --list` shows them, `inv --help TASK` explains one.
+"""The project's tasks (`inv --list`), each composing the steps of the `steps` package.
 
-Each task composes the steps of the `steps` package: load env -> server up -> wait ->
-create DB -> run -> server down. Settings users may override live in invoke's config
-(the namespace's end; e.g. `test: {coverage: false}` in invoke.yaml).
+Settings users may override are invoke's config (the end of this file; e.g. invoke.yaml).
 """
 
 import contextlib
@@ -85,8 +83,8 @@ MODELS_CHECK = "tests/test_migrations.py::test_the_models_and_the_migrations_agr
 
 
 def server(c, env, throwaway=False):
-    """database_server with the ready timeout of invoke's config; refused while DATABASE_URL
-    names another database, which a task would otherwise not touch while saying it did."""
+    """database_server with the config's ready timeout; refused while DATABASE_URL is set."""
+    # DATABASE_URL names another database, which the task would not touch while saying it did.
     if not throwaway:
         refuse_database_url(env)
     return database_server(env, throwaway, c.config.postgres.ready_timeout)
@@ -114,8 +112,7 @@ def refuse_database_url(env) -> None:
 
 @contextlib.contextmanager
 def app_database(c, env):
-    """The app's database: DATABASE_URL's when set (nothing started: the app connects there),
-    else the environment's server, with APPLICATION_DB created."""
+    """The app's database: DATABASE_URL's if set, else the environment's server's, created."""
     if target := database_url_target(env):
         say(f"the app uses DATABASE_URL: the {target}")
         yield
@@ -126,8 +123,7 @@ def app_database(c, env):
 
 
 def production_stack_database(env):
-    """The production database running in this project's Compose or Swarm stack on this
-    engine (it publishes no port), unless DATABASE_URL or DB_SERVER=local names another."""
+    """The production `db` running in this project's Compose or Swarm stack, unless elsewhere."""
     if env.production and env.db_server != "local" and not env.vars.get("DATABASE_URL"):
         return stack_database(env)
     return None
@@ -152,7 +148,7 @@ def dev(c):
 def serve(c):
     """Run the app under gunicorn, as production does, against this environment's database.
 
-    Listens on 127.0.0.1:WEB_PORT (8000); WEB_CONCURRENCY gevent workers, GUNICORN_CONNECTIONS connections each.
+    On 127.0.0.1:WEB_PORT (8000): WEB_CONCURRENCY workers, GUNICORN_CONNECTIONS connections each.
     """
     env = load_env()
     port = web_port(env)
@@ -173,12 +169,8 @@ def serve(c):
 def test(c, pattern=None, no_cov=False, e2e=False, watch=False):
     """Run the app's tests against a throwaway PostgreSQL; exits with pytest's code.
 
-    Arguments after `--` go to pytest, paths relative to your folder, as with pytest:
-    `inv test -- -x tests/test_app.py`. --e2e runs tests/e2e/ over test.workers processes.
-
-    The fast loop: `inv test --watch --pattern P` runs the tests again on every save.
-    `APPLICATION_CONFIG=testing inv db.up` keeps a test server running, which every
-    `inv test` then uses instead of starting one (`... inv db.down` stops it).
+    Words after `--` go to pytest: `inv test -- -x tests/test_app.py`. A warm server for
+    every run: `APPLICATION_CONFIG=testing inv db.up` (`... inv db.down` stops it).
     """
     env = load_env("testing")
     args = paths_from(Path.cwd(), remainder(c))
@@ -220,8 +212,7 @@ def format(c):
 def fuzz(c, examples=50, url=None):
     """Fuzz the API from its OpenAPI description (schemathesis): no 5xx, no answer off the schema.
 
-    Without --url: the testing env, a throwaway database, and the app under gunicorn as
-    `inv serve` runs it.
+    Without --url: the app under gunicorn, as `inv serve` runs it, on a throwaway database.
     """
     env = load_env("testing")
     schemathesis = shutil.which("schemathesis") or fail(
@@ -308,11 +299,7 @@ def db_downgrade(c, revision="-1", yes=False):
 
 @task(name="up")
 def db_up(c):
-    """Start this environment's database server and keep it running (for tests: a warm one).
-
-    With APPLICATION_CONFIG=testing, every `inv test` uses it instead of starting a server,
-    until `APPLICATION_CONFIG=testing inv db.down`.
-    """
+    """Start this environment's database server and keep it running (for tests: a warm one)."""
     env = load_env()
     with server(c, env):
         pass
@@ -406,10 +393,7 @@ def compose_cli(c):
 
 @task(name="deploy", help={"replicas": "web replicas (default: WEB_REPLICAS, else 2)"})
 def stack_deploy(c, replicas=None):
-    """Build the image and deploy the production stack on Docker Swarm (again: a rolling update).
-
-    compose/production.yml with compose/swarm.yml on top; waits until every replica runs.
-    """
+    """Build the image and deploy the production stack on Docker Swarm (again: a rolling update)."""
     env = load_env()
     require_production(env)
     require_swarm_manager(c)
@@ -481,11 +465,8 @@ def stack_rm(c, volumes=False, yes=False):
     }
 )
 def lock(c, package=None, all=False):
-    """Re-lock requirements/*.txt (pinned, with hashes) from the ranges in requirements/*.in.
-
-    production, then testing and development constrained by the layer below, so that a
-    package has one version in all three. Needs uv (requirements/development.txt).
-    """
+    """Re-lock requirements/*.txt (pinned, with hashes) from the ranges in requirements/*.in."""
+    # Each layer constrained by the one below: a package has one version in all three.
     uv = shutil.which("uv") or fail("uv not found: `pip install -r requirements/development.txt`")
     compile_ = [uv, "pip", "compile", "--quiet", "--universal", "--python-version", c.config.lock.python,
                 "--generate-hashes", "--no-strip-extras", "--index-url", c.config.lock.index_url,

@@ -45,7 +45,7 @@ from measuring import (
 )
 
 from steps import compose, environment, pytest_database, servers
-from steps.servers import local, local_files
+from steps.servers import local, local_files, local_template
 
 TESTS = 500
 PYTEST_RUNS = 3
@@ -160,21 +160,21 @@ def time_initdb(env: environment.Env, bindir: Path, account: pwd.struct_passwd |
         scratch(account) as cache,
         mock.patch.object(local_files, "cache_root", return_value=cache),
     ):
-        return seconds_of(lambda: local_files.template_cluster(env, bindir, account))
+        return seconds_of(lambda: local_template.template_cluster(env, bindir, account))
 
 
 def time_copy(env: environment.Env, bindir: Path, account: pwd.struct_passwd | None) -> float:
     """make_cluster with the template cached, as every throwaway server's start: a copy."""
     with scratch(account) as home:
         cluster = local.LocalCluster(home, bindir, account)
-        return seconds_of(lambda: local.make_cluster(cluster, env))
+        return seconds_of(lambda: local_template.make_cluster(cluster, env))
 
 
 def cluster_creation(env: environment.Env, runs: int) -> list[Row]:
     progress(f"initdb versus a template copy, {runs} run(s) each")
     account = local_files.server_account()
-    bindir = local_files.reachable_binaries(local_files.find_server_binaries(), account)
-    local_files.template_cluster(env, bindir, account)  # cached before the copies are timed
+    bindir = local_template.reachable_binaries(local_template.find_server_binaries(), account)
+    local_template.template_cluster(env, bindir, account)  # cached before the copies are timed
     initdb = [time_initdb(env, bindir, account) for _ in range(runs)]
     copy = [time_copy(env, bindir, account) for _ in range(runs)]
     return [

@@ -35,8 +35,7 @@ def migrate_to_head() -> None:
 
 
 def migrations_below(env: Env, host: str, port: int) -> list:
-    """The migration APPLICATION_DB is at and those below it, newest first (alembic's Script
-    objects; `file_name` gives the name a user knows); empty when it has none."""
+    """The migration APPLICATION_DB is at and those below it, newest first (alembic's Scripts)."""
     from alembic.script import ScriptDirectory
 
     current = applied_revision(env, host, port)
@@ -57,8 +56,7 @@ def migration_at(env: Env, host: str, port: int) -> str:
 
 
 def downgrade_question(env: Env, host: str, port: int, revision: str) -> str:
-    """The question before `flask db downgrade REVISION`, naming the migrations by their
-    files: from which one, back to which one (`-N` is N steps back, `base` before the first)."""
+    """The question before `flask db downgrade REVISION`, naming the migrations' files."""
     database = f"the {env.name} database {env['APPLICATION_DB']} on {host}:{port}"
     applied = migrations_below(env, host, port)
     if not applied:
@@ -118,8 +116,7 @@ def web_port(env: Env) -> int:
 
 
 def gunicorn_command(port: int, *options: str) -> list[str]:
-    """gunicorn as production runs it, with its settings from gunicorn.conf.py (workers:
-    WEB_CONCURRENCY, connections each: GUNICORN_CONNECTIONS), on loopback:port."""
+    """gunicorn as production runs it (gunicorn.conf.py), on loopback:port."""
     return [
         sys.executable, "-m", "gunicorn", "--config", str(PROJECT / "gunicorn.conf.py"),
         "--bind", f"{LOOPBACK}:{port}", *options, "wsgi:app",
@@ -151,8 +148,7 @@ PYTEST = [*PYTHON_MODULE, "pytest"]
 def pytest_command(
     pattern: str | None = None, coverage: bool = True, workers: int = 0
 ) -> list[str]:
-    """pytest on the suite, `-k pattern` if given, with coverage of app/ unless turned off,
-    over `workers` processes if more than one (a module's tests stay in one)."""
+    """pytest, `-k pattern` if given, with coverage of app/ unless off, over `workers` processes."""
     args = [*PYTEST]
     args += (
         ["--cov=app", "--cov-report=term-missing:skip-covered"]
@@ -167,9 +163,8 @@ def pytest_command(
 
 @contextlib.contextmanager
 def coverage_data_of_this_run() -> Iterator[None]:
-    """Coverage's data files in a folder of this run's, the result then moved to .coverage:
-    pytest-cov combines every data file beside its own, so two runs in one folder took (and
-    deleted) each other's, and one failed (SQLITE_CANTOPEN)."""
+    """Coverage's data in a folder of this run's, then moved to .coverage."""
+    # pytest-cov combines every data file beside its own: two runs would take each other's.
     folder = Path(tempfile.mkdtemp(prefix=".coverage.run-", dir=PROJECT))
     try:
         with exported(COVERAGE_FILE=folder / ".coverage"):
@@ -195,8 +190,7 @@ NOT_PATHS = {"-k", "-m", "-p", "-o", "-W", "--maxfail", "--durations", "--tb"}
 
 
 def paths_from(folder: Path, args: list[str]) -> list[str]:
-    """pytest's arguments with the paths among them (`file::test` too) that exist relative to
-    `folder`, where the user typed the command, made absolute: pytest runs in the project."""
+    """pytest's arguments, the paths relative to `folder` made absolute: pytest runs elsewhere."""
     absolute = []
     for before, arg in zip(["", *args], args, strict=False):
         path = folder / arg.split("::")[0]
@@ -206,7 +200,6 @@ def paths_from(folder: Path, args: list[str]) -> list[str]:
 
 
 def debugger_pin() -> str:
-    """A PIN for Werkzeug's debugger that nobody can work out: by default it is derived from
-    facts any local user can read (user name, paths, MAC address, machine id)."""
+    """A random PIN for Werkzeug's debugger (its own derives from facts any local user reads)."""
     digits = f"{secrets.randbelow(10**9):09d}"
     return "-".join(digits[i : i + 3] for i in range(0, 9, 3))

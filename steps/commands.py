@@ -1,9 +1,7 @@
-"""One-line errors, and commands run in the foreground or beside a task, with their signals.
+"""One-line errors, and commands run in the foreground or beside a task, with their signals."""
 
-invoke's `c.run` serves plain commands; `run` here is for the foreground child a user
-interrupts (flask, pytest, psql), because invoke does not forward SIGTERM to it and
-re-sends a Ctrl-C the terminal has already delivered.
-"""
+# invoke's c.run serves plain commands; `run` here is for a child a user interrupts (flask,
+# pytest, psql): invoke does not forward SIGTERM to it, and re-sends a Ctrl-C it already got.
 
 from __future__ import annotations
 
@@ -59,9 +57,7 @@ def in_main_thread() -> bool:
 
 @contextlib.contextmanager
 def sigterm_unwinds() -> Iterator[None]:
-    """While this block runs, SIGTERM unwinds like Ctrl-C does, so that every `finally`
-    stops what the task started (by default SIGTERM ends the process on the spot). Signals
-    reach the main thread only: in another, it leaves them to that one."""
+    """In this block SIGTERM unwinds like Ctrl-C, so every `finally` stops what the task started."""
     if signal.getsignal(signal.SIGTERM) is _exit_on_sigterm or not in_main_thread():
         yield
         return
@@ -98,8 +94,7 @@ def interrupt_came_from_terminal() -> bool:
 def signals_forwarded(
     deliver: Callable[[int], None], signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
 ) -> Iterator[list[int]]:
-    """While this block runs, `signums` sent to inv go to `deliver` instead of stopping inv.
-    Yields the signals received."""
+    """In this block, `signums` sent to inv go to `deliver`; yields the signals received."""
     received: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
@@ -115,8 +110,7 @@ def signals_forwarded(
 
 
 def to_child(child: list[subprocess.Popen]) -> Callable[[int], None]:
-    """Delivery to `child[0]` (once it is there), once: a Ctrl-C typed at the terminal has
-    reached it already."""
+    """Delivery to `child[0]` once it exists, except a Ctrl-C the terminal already sent it."""
 
     def deliver(signum: int) -> None:
         if child and not (signum == signal.SIGINT and interrupt_came_from_terminal()):
@@ -126,8 +120,7 @@ def to_child(child: list[subprocess.Popen]) -> Callable[[int], None]:
 
 
 def ends_with_this_process() -> Callable[[], None] | None:
-    """For subprocess's preexec_fn: the child gets SIGTERM when inv dies, even by SIGKILL,
-    and so stops what it started (Linux's PR_SET_PDEATHSIG; elsewhere the next run cleans up)."""
+    """A preexec_fn: the child gets SIGTERM when inv dies, even by SIGKILL (Linux only)."""
     if sys.platform != "linux":
         return None
     parent = os.getpid()
@@ -150,8 +143,8 @@ def start_foreground(args: list[str], **options) -> subprocess.Popen:
 
 
 def exit_code(code: int, received: list[int], interactive: bool = False) -> int:
-    """A child's exit code as a shell reports it; inv stops after a child it sent SIGTERM,
-    and after one a Ctrl-C ended (an interactive child, a shell, takes Ctrl-C itself)."""
+    """A child's exit code as a shell reports it; inv stops too after a SIGTERM or Ctrl-C."""
+    # An interactive child (psql, a shell) takes Ctrl-C itself and goes on: so does inv.
     if signal.SIGTERM in received:
         raise SystemExit(128 + signal.SIGTERM)
     if signal.SIGINT in received and not interactive:
@@ -160,11 +153,7 @@ def exit_code(code: int, received: list[int], interactive: bool = False) -> int:
 
 
 def run(args: list[str], stdin: str | None = None, interactive: bool = False) -> int:
-    """Run a command in the foreground with the exported env and return its exit code.
-
-    Signals sent to inv reach the command once; inv stops after the command when it was
-    sent SIGTERM, or Ctrl-C unless the command is `interactive` (psql, a shell).
-    """
+    """Run a command in the foreground, signals sent to inv passed on once; its exit code."""
     child: list[subprocess.Popen] = []
     with signals_forwarded(to_child(child)) as received:
         child.append(start_foreground(args, stdin=subprocess.PIPE if stdin else None))
@@ -176,8 +165,7 @@ def run(args: list[str], stdin: str | None = None, interactive: bool = False) ->
 
 @contextlib.contextmanager
 def background(args: list[str], log: Path | None = None) -> Iterator[subprocess.Popen]:
-    """A command running beside this block (its output in `log` if given), terminated on the
-    way out and waited for while it finishes what is in flight."""
+    """A command running beside this block, output to `log`; terminated and waited for after."""
     with sigterm_unwinds():
         with log.open("ab") if log else contextlib.nullcontext() as output:
             process = subprocess.Popen(
@@ -197,8 +185,7 @@ def background(args: list[str], log: Path | None = None) -> Iterator[subprocess.
 
 
 def remainder(c, argv: list[str] | None = None) -> list[str]:
-    """The words after `--` with their quoting kept (invoke's c.remainder joins them with
-    spaces, so `-k "a or b"` would arrive as three words)."""
+    """The words after `--`, their quoting kept (invoke's c.remainder joins them with spaces)."""
     argv = sys.argv if argv is None else argv
     if "--" in argv:
         return argv[argv.index("--") + 1 :]
@@ -210,8 +197,7 @@ PASSES_ON = {"dev": "flask run", "test": "pytest", "flask": "flask", "compose": 
 
 
 def words_before_the_dashes(argv: list[str], task_names: Iterable[str]) -> None:
-    """`inv compose up` would get only invoke's "No idea what 'up' is!", and its parser has
-    no hook for a better line: so the tasks module checks inv's command line as it loads."""
+    """Refuse `inv compose up` in one line: invoke's parser has no hook for a better error."""
     program = Path(argv[0])
     if program.name not in ("inv", "invoke") and program.parent.name != "invoke":
         return  # not inv, nor `python -m invoke`
@@ -225,8 +211,7 @@ def words_before_the_dashes(argv: list[str], task_names: Iterable[str]) -> None:
 
 
 def confirm(question: str, yes: bool, production: bool) -> None:
-    """Ask before destroying data: --yes skips the question, and is required without a TTY
-    or in production."""
+    """Ask before destroying data; --yes skips it, required without a TTY or in production."""
     if yes:
         return
     if production:

@@ -1,5 +1,4 @@
-"""Docker and Compose: the engine's checks, a project per environment and its commands (its
-`db` service as a database server: steps/servers/compose.py)."""
+"""Docker and Compose: the engine's checks, a project per environment, and its commands."""
 
 from __future__ import annotations
 
@@ -24,8 +23,7 @@ def compose_file(env: Env) -> Path:
 
 
 def project_name(folder: Path) -> str:
-    """`<project's name>-<hash of its path>`: two clones of one project never share a Compose
-    project, its volumes or an image (Compose wants lowercase letters, digits, - and _)."""
+    """`<project's name>-<hash of its path>`: no two clones share a project, volume or image."""
     name = re.sub(r"[^a-z0-9_-]+", "-", name_of(folder).lower()).strip("-_")[:30] or "app"
     return f"{name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
 
@@ -42,8 +40,7 @@ def compose_project(env: Env, suffix: str = "") -> str:
 
 
 def stack_name(env: Env) -> str:
-    """`<project>-production-swarm`: never the Compose production project's name, so that
-    neither takes the other's network or volume (each keeps its own data)."""
+    """`<project>-production-swarm`: not the Compose project's name, nor its network or volume."""
     return compose_project(env, "-swarm")
 
 
@@ -79,8 +76,7 @@ def docker_engine_answers() -> bool:
 
 
 def require_docker(alternative: str = NO_DOCKER) -> None:
-    """One line saying what is missing: the client or the engine (Compose v2: at first use),
-    and what else to do (`alternative`: the database servers have one, stacks none)."""
+    """One line saying what is missing, the client or the engine, and what else to do."""
     alternative = f", {alternative}" if alternative else ""
     if not shutil.which("docker"):
         fail(f"no Docker client (`docker`) found on PATH: install Docker{alternative}")
@@ -119,16 +115,14 @@ def compose_or_fail(env: Env, project: str, *args: str) -> str:
 
 
 def docker_list(kind: str, project: str, *options: str) -> str:
-    """`docker ps`/`volume ls`/`network ls` of a Compose project: tens of milliseconds where
-    the equivalent `docker compose` call takes hundreds."""
+    """`docker ps`/`volume ls`/`network ls` of a Compose project (faster than `docker compose`)."""
     command = ["docker", kind] if kind == "ps" else ["docker", kind, "ls"]
     labels = ("--filter", f"label=com.docker.compose.project={project}")
     return subprocess.run([*command, *labels, *options], capture_output=True, text=True).stdout
 
 
 def stack_database(env: Env) -> tuple[str, str] | None:
-    """The running `db` container of this environment's Compose project, else of its Swarm
-    stack on this engine: (container id, what runs it); None without either."""
+    """(container id, what runs it) of the environment's `db` running in Compose or Swarm."""
     if not docker_engine_answers():
         return None
     project, stack = compose_project(env), stack_name(env)

@@ -1,5 +1,4 @@
-"""The environment: env/<name>.env < env/<name>.local.env < the process environment,
-checked before anything starts, then exported for every command the task runs."""
+"""The environment: env/<name>.env < env/<name>.local.env < the process's, checked, exported."""
 
 from __future__ import annotations
 
@@ -132,18 +131,13 @@ def check_variables(name: str, values: Mapping[str, str]) -> None:
 
 
 def number_in(value: str, low: int, high: int) -> bool:
-    """Whether `value` is ASCII digits for a number from low to high (str.isdigit also takes
-    digits such as ², which int() then refuses)."""
+    """Whether `value` is ASCII digits for a number from low to high (isdigit takes ² too)."""
     return bool(re.fullmatch(r"[0-9]{1,6}", value)) and low <= int(value) <= high
 
 
 def check_app_config(values: Mapping[str, str]) -> None:
-    """Ask the app's own config whether it will start: production's checks (SECRET_KEY,
-    FLASK_DEBUG), and the form of DATABASE_URL and of the deadlines when they are set.
-
-    Only then: importing the app costs most of a second, and otherwise the app checks
-    nothing the variables check above has not.
-    """
+    """Ask the app's own config whether it will start, where it checks more than the above."""
+    # Only then: importing the app costs most of a second.
     app_reads = ("DATABASE_URL", "DATABASE_TIMEOUT", "HEALTH_TIMEOUT")
     if values["FLASK_CONFIG"] != "production" and not any(values.get(v) for v in app_reads):
         return
@@ -164,9 +158,10 @@ UNUSED_SECRET = "unused-by-this-command"
 def read_env(
     name: str | None = None, environ: Mapping[str, str] | None = None, secrets: bool = True
 ) -> Env:
-    """The checked environment `name` (default APPLICATION_CONFIG, else development), without
-    exporting it: env/<name>.env < env/<name>.local.env < `environ` (the process's).
-    secrets=False: SECRET_KEY and POSTGRES_PASSWORD may be missing (for what starts nothing)."""
+    """The checked environment `name` (default APPLICATION_CONFIG, else development), not exported.
+
+    secrets=False: SECRET_KEY and POSTGRES_PASSWORD may be missing (for what starts nothing).
+    """
     environ = os.environ if environ is None else environ
     # A misspelt name is an error even where the task chooses the environment (inv test).
     for given in (environ.get("APPLICATION_CONFIG"), name):

@@ -14,7 +14,7 @@ READY_TIMEOUT = 30.0
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
-    """Whether a server could listen there; like servers do, TIME_WAIT leftovers do not count."""
+    """Whether a server could listen there (TIME_WAIT leftovers do not count, as for servers)."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -61,8 +61,7 @@ def wait_until_ready(
     timeout: float = READY_TIMEOUT,
     gone: Callable[[], str | None] = lambda: None,
 ) -> None:
-    """Until a real connection succeeds (the app's own wait: app/database.py); a refusal fails at
-    once. `gone` returns why the server has stopped (one we started), None while it may come up."""
+    """Until a real connection succeeds (app/database.py); `gone` says why our server stopped."""
     from app.database import DatabaseUnavailable, ServerRefused, wait_for_server
 
     try:
@@ -74,7 +73,7 @@ def wait_until_ready(
 
 
 def create_database(env: Env, host: str, port: int) -> bool:
-    """Create APPLICATION_DB if missing (the app's own step: app/database.py); True if created."""
+    """Create APPLICATION_DB if missing (app/database.py); True if created."""
     import psycopg2
 
     from app.database import create_database as create

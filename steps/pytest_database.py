@@ -1,9 +1,6 @@
-"""The tests' PostgreSQL, for `inv test` and plain pytest alike (pyproject.toml loads it).
+"""A pytest plugin: the tests' database, a copy of a template migrated once per migrations/.
 
-A throwaway server starts through the tasks' steps while pytest collects (or the warm one of
-`APPLICATION_CONFIG=testing inv db.up` is used, or the one `inv test --watch` keeps). The
-migrations run once per state of migrations/, into a template database; each pytest process
-(each xdist worker) then gets a copy of it: `CREATE DATABASE ... TEMPLATE`.
+The server (throwaway, or the warm one of `db.up`) starts through the steps while pytest collects.
 """
 
 import contextlib
@@ -25,8 +22,7 @@ from steps.servers.local_files import process_alive
 
 
 class Starting(threading.Thread):
-    """The tests' server starting (a throwaway one, or the warm one) beside what pytest does
-    meanwhile: collecting imports the app, which takes about as long."""
+    """The tests' server starting while pytest collects, which takes about as long."""
 
     def __init__(self) -> None:
         # What the thread imports is imported here first: two threads importing one package
@@ -53,8 +49,7 @@ STARTING = pytest.StashKey[Starting]()
 
 
 def pytest_sessionstart(session) -> None:
-    """Start the server now, unless one is given (`inv test --watch`) or this is a process of
-    pytest-xdist, whose workers start theirs when a test needs it."""
+    """Start the server now, unless one is given or this is pytest-xdist's (workers start theirs)."""
     config = session.config
     xdist = config.getoption("numprocesses", None) or hasattr(config, "workerinput")
     if not (os.environ.get(TEST_DATABASE) or config.option.collectonly or xdist):
@@ -103,8 +98,7 @@ def test_database(test_server) -> Iterator[str]:
 
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops the session as Ctrl-C does (pytest would take the steps' SystemExit for
-    a failing test and go on); either way, the session's teardown stops the server."""
+    """SIGTERM stops the session as Ctrl-C does (pytest takes a SystemExit for a failed test)."""
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -136,8 +130,7 @@ def migrations_digest() -> str:
 
 
 def template_at_head(env: Env, server) -> str:
-    """The template database at the migrations' head, built when missing (under a lock: the
-    other processes wait, then find it), and this clone's older templates dropped."""
+    """The template at the migrations' head, built under a lock if missing; older ones dropped."""
     from psycopg2 import sql
 
     prefix = clone_databases(env)[0]
@@ -206,8 +199,7 @@ def copy_of(env: Env, host: str, port: int, template: str) -> Iterator[str]:
 
 
 def remove_abandoned_copies(env: Env, server) -> None:
-    """The copies of this clone's pytest processes that were killed before they dropped them
-    (on a server of this machine: another machine's process ids mean nothing here)."""
+    """Drop the copies of this clone's killed pytest processes (not on another machine's server)."""
     if env.db_server == "external":
         return
     prefix = clone_databases(env)[1]

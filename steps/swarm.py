@@ -48,8 +48,7 @@ def require_production(env: Env) -> None:
 
 
 def tag_with_id(c, image: str) -> str:
-    """Tag `image` with its own id: a changed image is then a changed service, which Swarm
-    rolls out, and an unchanged one changes nothing."""
+    """Tag `image` with its id: Swarm rolls out a changed image, not an unchanged one."""
     inspect = c.run(
         shlex.join(["docker", "image", "inspect", "--format", "{{.Id}}", image]),
         hide=True,
@@ -64,9 +63,7 @@ def tag_with_id(c, image: str) -> str:
 
 
 def swarm_spec(env: Env, stack: str) -> str:
-    """compose/production.yml with compose/swarm.yml on top, as `docker compose config`
-    resolves them (one reading of the files and their variables for both paths), less what
-    Swarm's older file format refuses: long-form depends_on, a host IP on a port."""
+    """compose/production.yml with compose/swarm.yml on top, read by `docker compose config`."""
     files = ["-f", str(compose_file(env)), "-f", str(PROJECT / "compose" / "swarm.yml")]
     return swarm_format(
         json.loads(compose_or_fail(env, stack, *files, "config", "--format", "json"))
@@ -96,8 +93,7 @@ def swarm_format(spec: dict) -> str:
 
 
 def stack_leftovers(stack: str) -> str:
-    """Ids of the stack's services, containers and networks still present (`docker stack rm`
-    returns before they are gone)."""
+    """Ids of the stack's services, containers and networks still present."""
     label = ("--filter", f"label=com.docker.stack.namespace={stack}", "--quiet")
     listings = (["service", "ls"], ["ps", "--all"], ["network", "ls"])
     return "".join(

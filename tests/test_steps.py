@@ -19,7 +19,7 @@ from invoke import Config, Exit, MockContext, Result
 
 import tasks
 from steps import PROJECT, app_commands, commands, compose, environment, postgres, servers, swarm
-from steps.servers import local, local_files
+from steps.servers import local, local_files, local_template
 
 PRODUCTION = {"SECRET_KEY": "d41d8cd98f00b204e9800998ecf8427e", "POSTGRES_PASSWORD": "pw"}
 
@@ -256,10 +256,10 @@ def test_pg_bin_without_a_server_is_named(monkeypatch):
 def test_no_server_binaries_anywhere_is_one_clear_error(monkeypatch):
     """No machine here lacks them, so their absence is mocked: each lookup finds nothing."""
     monkeypatch.delenv("PG_BIN", raising=False)
-    monkeypatch.setattr(local_files.importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setattr(local_files.shutil, "which", lambda name: None)
-    monkeypatch.setattr(local_files, "DEBIAN_SERVER_BINARIES", "/nonexistent/*/bin")
-    assert "no PostgreSQL server binaries found" in failure(local_files.find_server_binaries)
+    monkeypatch.setattr(local_template.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(local_template.shutil, "which", lambda name: None)
+    monkeypatch.setattr(local_template, "DEBIAN_SERVER_BINARIES", "/nonexistent/*/bin")
+    assert "no PostgreSQL server binaries found" in failure(local_template.find_server_binaries)
 
 
 def test_sigterm_unwinds_only_inside_the_block():
@@ -394,7 +394,7 @@ def test_templates_left_half_made_by_a_killed_run_are_removed(tmp_path):
     dead.wait()
     (tmp_path / f".work-{dead.pid}-abc").mkdir()
     (tmp_path / f".work-{os.getpid()}-def").mkdir()  # a run in progress: ours
-    local_files.remove_interrupted_work(tmp_path)
+    local_template.remove_interrupted_work(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".work-{os.getpid()}-def"]
 
 
@@ -402,7 +402,7 @@ def test_the_template_cache_keeps_the_most_recently_used(tmp_path):
     for age, name in enumerate(["e", "d", "c", "b", "a"]):  # a is the oldest
         (tmp_path / name).mkdir()
         os.utime(tmp_path / name, (1_700_000_000 - age * 60,) * 2)
-    local_files.prune_cache(tmp_path, keep=3)
+    local_template.prune_cache(tmp_path, keep=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d", "e"]
 
 
@@ -505,8 +505,8 @@ def test_each_local_cluster_has_its_own_password_and_none_of_inv_s_environment(m
     env = environment.read_env("testing", {})
     provider = local.LocalProvider(env)
     account = local_files.server_account()
-    bindir = local_files.reachable_binaries(local_files.find_server_binaries(), account)
-    template = local_files.template_cluster(env, bindir, account)
+    bindir = local_template.reachable_binaries(local_template.find_server_binaries(), account)
+    template = local_template.template_cluster(env, bindir, account)
     template_password = (template / "password").read_text().strip()
     passwords = []
     for _ in range(2):

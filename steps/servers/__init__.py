@@ -1,5 +1,4 @@
-"""The database servers: who provides PostgreSQL for an environment (DB_SERVER: local,
-compose or external, one module each), and a server's lifetime around a task."""
+"""Who provides PostgreSQL for an environment (DB_SERVER), and a server's lifetime around a task."""
 
 from __future__ import annotations
 
@@ -17,8 +16,7 @@ class Provider:
 
     label = ""
     host = LOOPBACK
-    # Started by the project, with a SCRAM password: libpq may then refuse any other kind
-    # of authentication, so that a server impersonating ours never receives the password.
+    # Started by the project with a SCRAM password: libpq refuses to send an impostor the password.
     ours = True
 
     def __init__(self, env: Env, why: str = "", ready_timeout: float = READY_TIMEOUT) -> None:
@@ -56,8 +54,7 @@ class Provider:
 
     @property
     def password_file(self) -> Path | None:
-        """Where the random superuser password of a server the project made is kept (0600):
-        never the committed POSTGRES_PASSWORD, which any local user could log in with."""
+        """Where the random superuser password of a server the project made is kept (0600)."""
         return None
 
     def use_password(self, password: str) -> None:
@@ -82,8 +79,7 @@ class Provider:
 
     @contextlib.contextmanager
     def password_for_the_block(self, password: str) -> Iterator[None]:
-        """A throwaway server's password while it lives; the previous one after (a later
-        server of this process, a persistent one say, has its own)."""
+        """A throwaway server's password for this block; the previous one after it."""
         before = self.env.vars.get("POSTGRES_PASSWORD", "")
         self.env.vars["POSTGRES_PASSWORD"] = password
         try:
@@ -93,10 +89,10 @@ class Provider:
             self.env.vars["POSTGRES_PASSWORD"] = before
 
     def psql(self, port: int, database: str) -> list[str]:
-        """psql on `database`: the one on PATH, else the server binaries' (as PGPASSWORD says)."""
+        """psql on `database`: the one on PATH, else the server binaries'."""
         import shutil
 
-        from steps.servers.local_files import find_server_binaries
+        from steps.servers.local_template import find_server_binaries
 
         psql = shutil.which("psql") or str(find_server_binaries() / "psql")
         return [psql, "-h", self.host, "-p", str(port), "-U", self.env["POSTGRES_USER"], database]
@@ -120,7 +116,7 @@ def provider_for(env: Env, ready_timeout: float = READY_TIMEOUT) -> Provider:
 
 
 def task_for(env: Env, task: str) -> str:
-    """The command line that runs `task` on this env (APPLICATION_CONFIG names any but the default)."""
+    """The command line that runs `task` on this environment."""
     prefix = "" if env.name == "development" else f"APPLICATION_CONFIG={env.name} "
     return f"{prefix}inv {task}"
 
@@ -133,10 +129,9 @@ def database_server(
     provider: Provider | None = None,
     report: Callable[[str], None] = say,
 ) -> Iterator[tuple[str, int]]:
-    """Server up -> wait until a connection succeeds; yields (host, port), exported for the app.
+    """Server up -> wait for a connection; yields (host, port), exported for the app.
 
-    throwaway: a server that lives only as long as this block (tests), unless a warm one
-    started by `db.up` runs for this env, which is then used and left running.
+    throwaway: a server for this block only, unless a warm one (`db.up`) runs: it is used.
     """
     provider = provider or provider_for(env, ready_timeout)
     if provider.ours:  # for every libpq client from here on: inv, the app, pytest, psql 16+
@@ -169,16 +164,14 @@ def database_server(
 
 
 def clone_databases(env: Env) -> tuple[str, str]:
-    """The prefixes of the databases this clone makes on a server, which only it drops: its
-    test templates, and the databases of its processes (a pid follows)."""
+    """The name prefixes of this clone's test templates and of its processes' databases (+ pid)."""
     from steps.servers.local_files import project_key
 
     prefix = f"{env['APPLICATION_DB']}_{project_key().rsplit('-', 1)[1]}"  # the path's hash
     return f"{prefix}_template_", f"{prefix}_pid"
 
 
-# The tests' server (host:port), exported once it is ready: pytest processes started after
-# (xdist workers, the runs of `inv test --watch`) use it (steps/pytest_database.py).
+# The tests' server (host:port), exported for the pytest processes started after (xdist, --watch).
 TEST_DATABASE = "INV_TEST_DATABASE"
 
 

@@ -1,5 +1,4 @@
-"""PostgreSQL as the `db` service of compose/<env>.yml: a Compose project per environment,
-throwaway ones (`<project>-testing-<pid>-<hex>`) for tests."""
+"""PostgreSQL as the `db` service of compose/<env>.yml; throwaway projects for tests."""
 
 from __future__ import annotations
 
@@ -41,7 +40,7 @@ def compose_db_port(project: str) -> int | None:
 
 
 def remove_abandoned_projects(env: Env) -> None:
-    """Throwaway projects (`<project>-testing-<pid>-<hex>`) whose inv was killed: removed."""
+    """Remove the throwaway projects (`<project>-testing-<pid>-<hex>`) whose inv was killed."""
     prefix = compose_project(env, "-")
     listing = subprocess.run(
         ["docker", "ps", "--all", "--format", '{{.Label "com.docker.compose.project"}}'],
@@ -54,9 +53,8 @@ def remove_abandoned_projects(env: Env) -> None:
 
 
 def remove_compose_project(env: Env, project: str) -> None:
-    """Containers, volumes and networks of a throwaway project, gone. `docker rm -f -v` is
-    the fast path; `compose down` runs only if a network or a named volume is left (looked
-    for while the containers are removed: they do not depend on each other)."""
+    """Remove a throwaway project's containers, volumes and networks."""
+    # `docker rm -f -v` is fast; `compose down` (slow) only for a network or named volume left.
     with ThreadPoolExecutor() as pool:
         named = [
             pool.submit(docker_list, kind, project, "--quiet") for kind in ("volume", "network")
@@ -72,7 +70,7 @@ def remove_compose_project(env: Env, project: str) -> None:
 
 
 def compose_db_gone(env: Env, project: str) -> Callable[[], str | None]:
-    """Why the `db` container is gone, checked about once a second (docker calls are slow)."""
+    """Why the `db` container is gone, checked once a second (docker calls are slow)."""
     last = [time.monotonic()]
 
     def why() -> str | None:
@@ -89,7 +87,7 @@ def compose_db_gone(env: Env, project: str) -> Callable[[], str | None]:
 
 
 class ComposeProvider(Provider):
-    """The `db` service of compose/<env>.yml: project <project>-<env>, throwaway ones -<random>."""
+    """The `db` service of compose/<env>.yml in project <project>-<env>."""
 
     label = "compose"
 
@@ -116,9 +114,7 @@ class ComposeProvider(Provider):
         return port
 
     def use_own_password(self) -> bool:
-        """The password of the project's `db` volume, for a command that may start it: a new
-        volume takes a random one at its initdb (saved first, so that none is ever lost).
-        False when the volume was made before, with the committed password."""
+        """Use the `db` volume's own password (a new volume's: random); False if it has the committed one."""
         if self.password_file.is_file():
             self.load_password()
             return True

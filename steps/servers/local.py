@@ -1,17 +1,12 @@
-"""PostgreSQL server binaries run directly, no Docker: a persistent cluster per environment,
-throwaway ones on tmpfs, copied from a template cluster made once by initdb (where their
-files live, and the template cache: local_files.py).
+"""PostgreSQL binaries run directly: a cluster per environment, throwaway ones on tmpfs.
 
-As root the server runs as an unprivileged user (PostgreSQL refuses root), and its files
-live where that user can reach them without loosening the permissions of any home.
-POSIX only: `fcntl` is imported where it is used.
+As root the server runs as an unprivileged account (PostgreSQL refuses root). POSIX only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -23,30 +18,34 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from steps import PROJECT
-from steps.commands import fail, signals_held
+from steps.commands import signals_held
 from steps.environment import Env
-from steps.postgres import (
-    wait_until_ready,
-)
+from steps.postgres import wait_until_ready
 from steps.servers import Provider, task_for
 from steps.servers.local_files import (
     TEST_SETTINGS,
     as_account,
+    cluster_home,
     ensure_dir,
-    find_server_binaries,
     give_to,
     is_postmaster_of,
+    locked,
     open_log,
+    password_file,
     private_folder,
     process_alive,
-    reachable_binaries,
     read_small_file,
     scratch_root,
     server_account,
     socket_folder,
-    state_root,
-    template_cluster,
     write_private,
+)
+from steps.servers.local_template import (
+    SERVER_ENVIRONMENT,
+    find_server_binaries,
+    give_new_password,
+    make_cluster,
+    reachable_binaries,
 )
 
 if TYPE_CHECKING:
@@ -55,8 +54,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class LocalCluster:
-    """A cluster folder: data/ (PGDATA) and server.log beside it; to make or start it, the
-    server binaries and the account the server runs as (None: ourselves)."""
+    """A cluster's folder (data/ and server.log), its binaries and its server's account."""
 
     home: Path
     bindir: Path | None = None
@@ -72,7 +70,7 @@ class LocalCluster:
         return self.home / "server.log"
 
     def recorded_postmaster(self) -> tuple[int, int] | None:
-        """(pid, port) as postmaster.pid records them, whatever runs under that PID now."""
+        """(pid, port) as postmaster.pid records them, whatever runs under that pid now."""
         try:
             lines = read_small_file(self.data / "postmaster.pid").splitlines()
             return int(lines[0]), int(lines[3])
@@ -80,15 +78,12 @@ class LocalCluster:
             return None
 
     def running(self) -> tuple[int, int] | None:
-        """(pid, port) of its postmaster when it runs: the PID postmaster.pid records, only
-        if that process is a postgres on this data folder (a stale or forged file names
-        another process)."""
+        """(pid, port) of its running postmaster, checked: a stale or forged file names another."""
         recorded = self.recorded_postmaster()
         return recorded if recorded and is_postmaster_of(recorded[0], self.data) else None
 
     def why_it_stopped(self) -> str:
-        """From the log's end: a full disk named as such, else the last FATAL or PANIC line,
-        else the last line."""
+        """The log's last line about a full disk, else its last FATAL or PANIC, else its last."""
         with contextlib.suppress(OSError):
             tail = read_small_file(self.log, limit=None)
             lines = [line for line in tail.splitlines()[-50:] if line.strip()]
@@ -100,48 +95,11 @@ class LocalCluster:
         return ""
 
 
-def make_cluster(cluster: LocalCluster, env: Env) -> None:
-    """Fill cluster.data with a copy of the cached template (made by initdb on first use):
-    copied beside it, then renamed, so that a copy that fails (a full disk) leaves nothing."""
-    if cluster.data.exists():
-        fail(f"{cluster.data} is not a whole cluster: remove it (`rm -r {cluster.data}`)")
-    template = template_cluster(env, cluster.bindir, cluster.account)
-    partial = cluster.home / "data.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    copy = ["cp", "-a", template / "data", partial]
-    copied = subprocess.run(copy, capture_output=True, text=True, **as_account(cluster.account))
-    if copied.returncode != 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        reason = (copied.stderr.strip().splitlines() or [f"exit {copied.returncode}"])[-1]
-        fail(f"cannot make the cluster in {cluster.home}: {reason}")
-    partial.rename(cluster.data)
-
-
-# The server's whole environment: none of inv's (its secrets, root's HOME) reaches it.
-SERVER_ENVIRONMENT = {"PATH": os.defpath, "LC_ALL": "C"}
-
-
-def give_new_password(cluster: LocalCluster, user: str) -> str:
-    """A random password of its own for the stopped cluster's superuser (not its template's,
-    which every copy shares), set in single-user mode: no connection, so none to intercept."""
-    password = secrets.token_urlsafe(24)
-    done = subprocess.run(
-        [cluster.bindir / "postgres", "--single", "-D", cluster.data, "postgres"],
-        input=f"ALTER ROLE \"{user}\" PASSWORD '{password}';\n", capture_output=True,
-        text=True, env=SERVER_ENVIRONMENT, **as_account(cluster.account),
-    )  # fmt: skip
-    if done.returncode != 0 or "ERROR" in done.stdout + done.stderr:
-        said = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-        fail(f"cannot set the password of the cluster in {cluster.home}: {said[-1:]}")
-    return password
-
-
 def start_postmaster(
     cluster: LocalCluster, port: int, socket: Path, settings: tuple[str, ...] = ()
 ) -> subprocess.Popen:
-    """Start postgres in its own session (Ctrl-C meant for flask spares it), listening on a
-    Unix socket in the private folder `socket` only: a TCP port could be taken by another
-    local user between our check and the server's start, and impersonated."""
+    """Start postgres in its own session (a Ctrl-C for flask spares it), on a Unix socket only."""
+    # A TCP port could be taken by another local user before the server binds it, and impersonated.
     listen = ("listen_addresses=", f"port={port}", f"unix_socket_directories={socket}")
     options = [f"-c{setting}" for setting in (*listen, *settings)]
     with os.fdopen(open_log(cluster.log), "ab") as log:
@@ -155,7 +113,7 @@ def start_postmaster(
 def stop_postmaster(
     cluster: LocalCluster, process: subprocess.Popen | None = None, immediate: bool = False
 ) -> bool:
-    """Stop the cluster's server (fast shutdown, or immediate for throwaway data); True if it ran."""
+    """Stop its server (fast shutdown, or immediate for throwaway data); True if it ran."""
     found = cluster.running()
     pid = process.pid if process else (found[0] if found else None)
     if pid is None or (process and process.poll() is not None):
@@ -168,16 +126,6 @@ def stop_postmaster(
             deadline += 5
         time.sleep(0.01)
     return True
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """One inv at a time past this point for `path` (two `inv dev` starting one cluster)."""
-    import fcntl
-
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 # Less free space than this where a cluster lives: the disk is what stopped its server.
@@ -201,7 +149,7 @@ def exited(process: subprocess.Popen, cluster: LocalCluster) -> Callable[[], str
 
 @contextlib.contextmanager
 def throwaway_cluster(env: Env) -> Iterator[LocalCluster]:
-    """A fresh cluster on tmpfs, not started; deleted on the way out, with any server on it."""
+    """A fresh cluster on tmpfs, not started, deleted on the way out with any server on it."""
     bindir, account = find_server_binaries(), server_account()
     remove_abandoned_clusters(account)
     home = Path(tempfile.mkdtemp(prefix="pglocal-test-", dir=scratch_root()))
@@ -220,7 +168,7 @@ def throwaway_cluster(env: Env) -> Iterator[LocalCluster]:
 
 
 def remove_abandoned_clusters(account: struct_passwd | None) -> None:
-    """Our throwaway clusters whose inv was killed (SIGKILL leaves no chance to clean): stop, delete."""
+    """Stop and delete our throwaway clusters whose inv was killed before it could."""
     uid = account.pw_uid if account else os.geteuid()
     for home in scratch_root().glob("pglocal-test-*"):
         try:
@@ -234,19 +182,8 @@ def remove_abandoned_clusters(account: struct_passwd | None) -> None:
             shutil.rmtree(home, ignore_errors=True)
 
 
-def cluster_home(env_name: str, project: Path = PROJECT) -> Path:
-    """The folder of the environment's persistent cluster (its data, log and owner)."""
-    return state_root(project) / env_name
-
-
-def password_file(env_name: str, project: Path = PROJECT) -> Path:
-    """Where the superuser's password of the environment's cluster is kept (0600)."""
-    return state_root(project) / f"{env_name}.password"
-
-
 def local_port(env: Env) -> int:
-    """The number of a local server's socket (`.s.PGSQL.<port>`): it listens on no TCP port,
-    and its socket folder is its own, so `auto` needs no free port."""
+    """The number in a local server's socket name (`.s.PGSQL.<port>`): its folder is its own."""
     return 5432 if env["POSTGRES_PORT"] == "auto" else int(env["POSTGRES_PORT"])
 
 
@@ -254,8 +191,7 @@ class LocalProvider(Provider):
     """PostgreSQL binaries run directly: a cluster per environment, throwaway ones on tmpfs."""
 
     label = "local"
-    # A throwaway server's socket folder while it runs.
-    throwaway_socket: Path | None = None
+    throwaway_socket: Path | None = None  # while a throwaway server runs
 
     @property
     def cluster(self) -> LocalCluster:
@@ -267,13 +203,12 @@ class LocalProvider(Provider):
 
     @staticmethod
     def socket_record_of(env_name: str, project: Path = PROJECT) -> Path:
-        """Where the persistent server's socket folder is written: beside its cluster's
-        folder, in ours (that one is the server account's)."""
+        """Where the persistent server's socket folder is recorded: our folder, not the server's."""
         return cluster_home(env_name, project).with_name(f"{env_name}.socket")
 
     @property
     def host(self) -> str:
-        """The folder of the server's Unix socket (libpq takes it as the host)."""
+        """The folder of the server's Unix socket: libpq takes it as the host."""
         if self.throwaway_socket:
             return str(self.throwaway_socket)
         with contextlib.suppress(OSError):
@@ -307,9 +242,7 @@ class LocalProvider(Provider):
             port = local_port(self.env)
             died = cluster.recorded_postmaster() is not None
             if died:
-                # Its server died (killed, or a zombie of the inv that started it) and left
-                # postmaster.pid and its socket's lock, which would stop a new one: the data
-                # is intact, the new server gets a new socket folder.
+                # A killed server left postmaster.pid and its socket's lock: start anew.
                 (cluster.data / "postmaster.pid").unlink(missing_ok=True)
             if not (cluster.data / "PG_VERSION").is_file():
                 make_cluster(cluster, self.env)
@@ -336,7 +269,7 @@ class LocalProvider(Provider):
         self.socket_record.unlink(missing_ok=True)
 
     def new_socket_folder(self, account: struct_passwd | None) -> Path:
-        """The persistent server's socket folder for this start (`stop` removes it)."""
+        """A new socket folder for the persistent server, recorded (`stop` removes it)."""
         self.remove_socket_folder()
         socket = socket_folder(account)
         write_private(self.socket_record, f"{socket}\n")
@@ -368,7 +301,7 @@ class LocalProvider(Provider):
         return f"data {self.cluster.data}; log {self.cluster.log}; password in {self.password_file}"
 
     def psql(self, port: int, database: str) -> list[str]:
-        """The psql that came with the server (another on PATH may be older than it)."""
+        """The psql that came with the server (another on PATH may be older)."""
         psql = find_server_binaries() / "psql"
         user = self.env["POSTGRES_USER"]
         return [str(psql), "-h", self.host, "-p", str(port), "-U", user, database]
