@@ -12,8 +12,12 @@ from sqlalchemy.orm import scoped_session, sessionmaker
 def app(test_database):
     """The app in the testing config, on the test database."""
     from app import create_app
+    from app.extensions import db
 
-    return create_app("testing")
+    app = create_app("testing")
+    yield app
+    with app.app_context():
+        db.engine.dispose()
 
 
 @pytest.fixture
