@@ -12,22 +12,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit
 
-from steps import PROJECT
-from steps.app_commands import (
-    coverage_data_of_this_run,
-    debugger_pin,
-    downgrade_question,
-    flask,
-    free_or_fail,
-    gunicorn_command,
-    migrate_to_head,
-    migration_at,
-    paths_from,
-    pytest_command,
-    wait_for_http,
-    watch_command,
-    web_port,
-)
+from steps import PROJECT, app_commands, compose, postgres, servers, swarm
 from steps.commands import (
     background,
     confirm,
@@ -38,43 +23,9 @@ from steps.commands import (
     task,
     words_before_the_dashes,
 )
-from steps.compose import (
-    compose_command,
-    compose_project,
-    docker_list,
-    require_docker,
-    stack_database,
-    stack_name,
-    without_tty,
-)
 from steps.environment import export, load_env
-from steps.postgres import (
-    LOOPBACK,
-    applied_revision,
-    create_database,
-    drop_database,
-    free_port,
-    wait_until_ready,
-)
-from steps.servers import (
-    clone_databases,
-    database_for_tests,
-    database_server,
-    provider_for,
-    task_for,
-)
 from steps.servers.compose import ComposeProvider
 from steps.servers.external import ExternalProvider
-from steps.swarm import (
-    answering_address,
-    remove_stack,
-    remove_stack_volumes,
-    require_production,
-    require_swarm_manager,
-    stack_leftovers,
-    swarm_spec,
-    tag_with_id,
-)
 
 # Compose commands that create and start no container: they need no secret.
 STARTS_NOTHING = {"down", "logs", "ps", "stop", "kill", "rm", "top", "port", "images", "events"}
@@ -87,7 +38,7 @@ def server(c, env, throwaway=False):
     # DATABASE_URL names another database, which the task would not touch while saying it did.
     if not throwaway:
         refuse_database_url(env)
-    return database_server(env, throwaway, c.config.postgres.ready_timeout)
+    return servers.database_server(env, throwaway, c.config.postgres.ready_timeout)
 
 
 def database_url_target(env) -> str | None:
@@ -118,14 +69,14 @@ def app_database(c, env):
         yield
         return
     with server(c, env) as (host, port):
-        create_database(env, host, port)
+        postgres.create_database(env, host, port)
         yield
 
 
 def production_stack_database(env):
     """The production `db` running in this project's Compose or Swarm stack, unless elsewhere."""
     if env.production and env.db_server != "local" and not env.vars.get("DATABASE_URL"):
-        return stack_database(env)
+        return compose.stack_database(env)
     return None
 
 
@@ -133,15 +84,17 @@ def production_stack_database(env):
 def dev(c):
     """Run the app against the development database (server kept running for next time)."""
     env = load_env()
-    host = env.vars.get("FLASK_RUN_HOST") or LOOPBACK
-    port = free_or_fail(int(env.vars.get("FLASK_RUN_PORT") or 5000), "FLASK_RUN_PORT", env, host)
+    host = env.vars.get("FLASK_RUN_HOST") or postgres.LOOPBACK
+    port = app_commands.free_or_fail(
+        int(env.vars.get("FLASK_RUN_PORT") or 5000), "FLASK_RUN_PORT", env, host
+    )
     with app_database(c, env):
-        migrate_to_head()
-        pin = debugger_pin()
+        app_commands.migrate_to_head()
+        pin = app_commands.debugger_pin()
         export(WERKZEUG_DEBUG_PIN=pin)
         say(f"serving http://{host}:{port}/ (Ctrl-C stops Flask; the database keeps running)")
         say(f"the debugger's PIN for this run: {pin} (random; only this terminal shows it)")
-        raise Exit(code=flask("run", *remainder(c)))
+        raise Exit(code=app_commands.flask("run", *remainder(c)))
 
 
 @task
@@ -151,11 +104,11 @@ def serve(c):
     On 127.0.0.1:WEB_PORT (8000): WEB_CONCURRENCY workers, GUNICORN_CONNECTIONS connections each.
     """
     env = load_env()
-    port = web_port(env)
+    port = app_commands.web_port(env)
     with app_database(c, env):
-        migrate_to_head()
-        say(f"serving http://{LOOPBACK}:{port}/ with gunicorn (Ctrl-C stops it)")
-        raise Exit(code=run(gunicorn_command(port)))
+        app_commands.migrate_to_head()
+        say(f"serving http://{postgres.LOOPBACK}:{port}/ with gunicorn (Ctrl-C stops it)")
+        raise Exit(code=run(app_commands.gunicorn_command(port)))
 
 
 @task(
@@ -173,15 +126,17 @@ def test(c, pattern=None, no_cov=False, e2e=False, watch=False):
     every run: `APPLICATION_CONFIG=testing inv db.up` (`... inv db.down` stops it).
     """
     env = load_env("testing")
-    args = paths_from(Path.cwd(), remainder(c))
+    args = app_commands.paths_from(Path.cwd(), remainder(c))
     # The end-to-end checks wait on servers: over processes; a pattern or a file in one.
     workers = c.config.test.workers if e2e and not (pattern or args) else 0
     coverage = c.config.test.coverage and not no_cov
-    command = pytest_command(pattern, coverage, workers) + (["tests/e2e"] if e2e else [])
-    with coverage_data_of_this_run() if coverage else contextlib.nullcontext():
+    command = app_commands.pytest_command(pattern, coverage, workers) + (
+        ["tests/e2e"] if e2e else []
+    )
+    with app_commands.coverage_data_of_this_run() if coverage else contextlib.nullcontext():
         if watch:
-            with database_for_tests(env, c.config.postgres.ready_timeout):
-                raise Exit(code=run(watch_command(command + args), interactive=True))
+            with servers.database_for_tests(env, c.config.postgres.ready_timeout):
+                raise Exit(code=run(app_commands.watch_command(command + args), interactive=True))
         raise Exit(code=run(command + args))
 
 
@@ -191,7 +146,7 @@ def lint(c):
     clean = c.run("ruff check .", warn=True).ok
     clean &= c.run("ruff format --check .", warn=True).ok
     load_env("testing")
-    clean &= run([*pytest_command(coverage=False), "-q", MODELS_CHECK]) == 0
+    clean &= run([*app_commands.pytest_command(coverage=False), "-q", MODELS_CHECK]) == 0
     if not clean:
         fail("lint found problems (see above); `inv format` fixes what ruff can")
 
@@ -221,22 +176,24 @@ def fuzz(c, examples=50, url=None):
     checks = [schemathesis, "run", "--checks", "all", "--max-examples", str(examples)]
     if url:
         raise Exit(code=run([*checks, f"{url.rstrip('/')}/openapi.json"]))
-    port = free_port()
+    port = postgres.free_port()
     with server(c, env, throwaway=True) as (host, db_port):
         # A database of its own, named for this clone and process: the rows it commits reach
         # no other (the tests', on a warm server; a user's, on an external one).
-        env.vars["APPLICATION_DB"] = f"{clone_databases(env)[1]}{os.getpid()}"
+        env.vars["APPLICATION_DB"] = f"{servers.clone_databases(env)[1]}{os.getpid()}"
         export(APPLICATION_DB=env["APPLICATION_DB"])
-        drop_database(env, host, db_port)
-        create_database(env, host, db_port)
+        postgres.drop_database(env, host, db_port)
+        postgres.create_database(env, host, db_port)
         try:
-            migrate_to_head()
+            app_commands.migrate_to_head()
             # Without the access log: schemathesis's report is what to read.
-            with background(gunicorn_command(port, "--access-logfile", os.devnull)) as web:
-                wait_for_http(f"http://{LOOPBACK}:{port}/health", web)
-                code = run([*checks, f"http://{LOOPBACK}:{port}/openapi.json"])
+            with background(
+                app_commands.gunicorn_command(port, "--access-logfile", os.devnull)
+            ) as web:
+                app_commands.wait_for_http(f"http://{postgres.LOOPBACK}:{port}/health", web)
+                code = run([*checks, f"http://{postgres.LOOPBACK}:{port}/openapi.json"])
         finally:
-            drop_database(env, host, db_port)
+            postgres.drop_database(env, host, db_port)
     raise Exit(code=code)
 
 
@@ -245,17 +202,17 @@ def db_init(c):
     """Create the app's database if missing, then migrate it to head."""
     env = load_env()
     with server(c, env) as (host, port):
-        created = create_database(env, host, port)
+        created = postgres.create_database(env, host, port)
         if not (PROJECT / "migrations").is_dir():
-            if not created and (revision := applied_revision(env, host, port)):
+            if not created and (revision := postgres.applied_revision(env, host, port)):
                 fail(
                     f"migrations/ is missing, and the database {env['APPLICATION_DB']} is at "
                     f"migration {revision}: restore it (`git checkout -- migrations`)"
                 )
-            if flask("db", "init") != 0:
+            if app_commands.flask("db", "init") != 0:
                 fail("`flask db init` failed (see above)")
         say(f"database {env['APPLICATION_DB']} {'created' if created else 'already exists'}")
-        migrate_to_head()
+        app_commands.migrate_to_head()
 
 
 @task(name="migrate", help={"message": "what the migration does (its file name and docstring)"})
@@ -265,8 +222,8 @@ def db_migrate(c, message):
     versions = PROJECT / "migrations" / "versions"
     before = set(versions.glob("*.py"))
     with server(c, env) as (host, port):
-        create_database(env, host, port)
-        if flask("db", "migrate", "-m", message) != 0:
+        postgres.create_database(env, host, port)
+        if app_commands.flask("db", "migrate", "-m", message) != 0:
             fail("`flask db migrate` failed (see above); is the database at head? `inv db.upgrade`")
     for path in sorted(set(versions.glob("*.py")) - before):
         print(path.relative_to(PROJECT))
@@ -277,11 +234,11 @@ def db_upgrade(c, revision="head"):
     """Apply migrations up to a revision."""
     env = load_env()
     with server(c, env) as (host, port):
-        create_database(env, host, port)
-        if flask("db", "upgrade", "--", revision) != 0:
+        postgres.create_database(env, host, port)
+        if app_commands.flask("db", "upgrade", "--", revision) != 0:
             fail("the migration failed (see above); the database is as it was before it")
         say(
-            f"the {env.name} database {env['APPLICATION_DB']} is at {migration_at(env, host, port)}"
+            f"the {env.name} database {env['APPLICATION_DB']} is at {app_commands.migration_at(env, host, port)}"
         )
 
 
@@ -293,8 +250,8 @@ def db_downgrade(c, revision="-1", yes=False):
     """Revert migrations (asks first: it may drop data)."""
     env = load_env()
     with server(c, env) as (host, port):
-        confirm(downgrade_question(env, host, port, revision), yes, env.production)
-        raise Exit(code=flask("db", "downgrade", "--", revision))
+        confirm(app_commands.downgrade_question(env, host, port, revision), yes, env.production)
+        raise Exit(code=app_commands.flask("db", "downgrade", "--", revision))
 
 
 @task(name="up")
@@ -309,7 +266,7 @@ def db_up(c):
 def db_down(c):
     """Stop this environment's database server (its data is kept)."""
     env = load_env()
-    provider = provider_for(env)
+    provider = servers.provider_for(env)
     if isinstance(provider, ExternalProvider):
         provider.stop()
     elif provider.stop():
@@ -326,14 +283,14 @@ def db_status(c):
     if in_stack := production_stack_database(env):
         container, where = in_stack
         print(
-            f"{env.name}: running in {where} (container {container}); `{task_for(env, 'db.shell')}` opens psql there"
+            f"{env.name}: running in {where} (container {container}); `{servers.task_for(env, 'db.shell')}` opens psql there"
         )
         return
-    provider = provider_for(env)
+    provider = servers.provider_for(env)
     port = provider.running()
     if port is not None:
         provider.load_password()
-        wait_until_ready(env, provider.host, port, timeout=3)
+        postgres.wait_until_ready(env, provider.host, port, timeout=3)
     state = f"running on {provider.host}:{port}" if port is not None else "stopped"
     print(f"{env.name}: {state}; {provider.describe()}; {provider.where()}")
 
@@ -347,9 +304,11 @@ def db_shell(c):
         interactive = ["--interactive", "--tty"] if sys.stdin.isatty() else ["--interactive"]
         raise Exit(code=run(["docker", "exec", *interactive, in_stack[0], *psql], interactive=True))
     with server(c, env) as (host, port):
-        create_database(env, host, port)
+        postgres.create_database(env, host, port)
         export(PGPASSWORD=env["POSTGRES_PASSWORD"])
-        raise Exit(code=run(provider_for(env).psql(port, env["APPLICATION_DB"]), interactive=True))
+        raise Exit(
+            code=run(servers.provider_for(env).psql(port, env["APPLICATION_DB"]), interactive=True)
+        )
 
 
 @task(name="reset", help={"yes": "no question asked (required without a TTY and in production)"})
@@ -360,9 +319,9 @@ def db_reset(c, yes=False):
     question = f"drop the {env.name} database {env['APPLICATION_DB']} and all its data?"
     confirm(question, yes, env.production)
     with server(c, env) as (host, port):
-        drop_database(env, host, port)
-        create_database(env, host, port)
-        migrate_to_head()
+        postgres.drop_database(env, host, port)
+        postgres.create_database(env, host, port)
+        app_commands.migrate_to_head()
         say(f"database {env['APPLICATION_DB']} recreated at head")
 
 
@@ -371,46 +330,46 @@ def flask_cli(c):
     """Run the flask CLI against this environment's database: `inv flask -- shell`, `-- routes`."""
     env = load_env()
     with app_database(c, env):
-        raise Exit(code=flask(*remainder(c), interactive=True))
+        raise Exit(code=app_commands.flask(*remainder(c), interactive=True))
 
 
 @task(name="compose")
 def compose_cli(c):
     """Run docker compose on this environment's project: `inv compose -- logs db`, `-- ps`."""
-    args = without_tty(remainder(c))
+    args = compose.without_tty(remainder(c))
     verb = next((word for word in args if not word.startswith("-")), None)
     env = load_env(secrets=verb not in STARTS_NOTHING)
-    require_docker(alternative="")
-    project = compose_project(env)
+    compose.require_docker(alternative="")
+    project = compose.compose_project(env)
     if not env.production:  # the db volume's own password, for the services that use it
         ComposeProvider(env).use_own_password()
-    if args[:1] == ["logs"] and not docker_list("ps", project, "--all", "--quiet").strip():
+    if args[:1] == ["logs"] and not compose.docker_list("ps", project, "--all", "--quiet").strip():
         fail(
             f"the {env.name} Compose project {project} is stopped (no containers): no logs to show"
         )
-    raise Exit(code=run(compose_command(env, project) + args))
+    raise Exit(code=run(compose.compose_command(env, project) + args))
 
 
 @task(name="deploy", help={"replicas": "web replicas (default: WEB_REPLICAS, else 2)"})
 def stack_deploy(c, replicas=None):
     """Build the image and deploy the production stack on Docker Swarm (again: a rolling update)."""
     env = load_env()
-    require_production(env)
-    require_swarm_manager(c)
-    stack = stack_name(env)
-    if not c.run(shlex.join([*compose_command(env, stack), "build", "web"]), warn=True).ok:
+    swarm.require_production(env)
+    swarm.require_swarm_manager(c)
+    stack = compose.stack_name(env)
+    if not c.run(shlex.join([*compose.compose_command(env, stack), "build", "web"]), warn=True).ok:
         fail("building the web image failed (see above)")
-    image = tag_with_id(c, env["WEB_IMAGE"])
+    image = swarm.tag_with_id(c, env["WEB_IMAGE"])
     export(WEB_IMAGE=image, WEB_REPLICAS=replicas or env.vars.get("WEB_REPLICAS") or 2)
     say(f"deploying stack {stack} with {image}, {os.environ['WEB_REPLICAS']} web replicas")
     deploy = ["docker", "stack", "deploy", "--detach=false", "--resolve-image", "never"]
     deploy += [] if sys.stdout.isatty() else ["--quiet"]  # progress bars, one line per tick
-    if run([*deploy, "--compose-file", "-", stack], stdin=swarm_spec(env, stack)) != 0:
+    if run([*deploy, "--compose-file", "-", stack], stdin=swarm.swarm_spec(env, stack)) != 0:
         fail(
             f"`docker stack deploy` of {stack} failed (see above); `inv stack.status` shows where it is"
         )
     port = int(env.vars.get("WEB_PORT") or 8000)
-    if url := answering_address(port):
+    if url := swarm.answering_address(port):
         say(f"stack {stack} is up: {url} (Swarm publishes port {port} on every node's interfaces)")
     else:
         say(
@@ -423,11 +382,11 @@ def stack_deploy(c, replicas=None):
 def stack_status(c):
     """Show the production stack's services and their replicas on Docker Swarm."""
     env = load_env()
-    require_production(env)
-    require_swarm_manager(c)
-    stack = stack_name(env)
-    if not stack_leftovers(stack).strip():
-        fail(f"no stack {stack}: `{task_for(env, 'stack.deploy')}` deploys it")
+    swarm.require_production(env)
+    swarm.require_swarm_manager(c)
+    stack = compose.stack_name(env)
+    if not swarm.stack_leftovers(stack).strip():
+        fail(f"no stack {stack}: `{servers.task_for(env, 'stack.deploy')}` deploys it")
     c.run(f"docker stack services {stack}", warn=True)
     raise Exit(
         code=c.run(f"docker stack ps --filter desired-state=running {stack}", warn=True).exited
@@ -441,18 +400,18 @@ def stack_status(c):
 def stack_rm(c, volumes=False, yes=False):
     """Remove the production stack from Docker Swarm (its volumes are kept unless --volumes)."""
     env = load_env()
-    require_production(env)
-    require_swarm_manager(c)
-    stack = stack_name(env)
+    swarm.require_production(env)
+    swarm.require_swarm_manager(c)
+    stack = compose.stack_name(env)
     if volumes:
         confirm(f"delete the volumes of stack {stack}, with the database's data?", yes, True)
-    if not stack_leftovers(stack).strip():
+    if not swarm.stack_leftovers(stack).strip():
         say(f"no stack {stack}: nothing to remove")
     else:
-        remove_stack(c, stack)
+        swarm.remove_stack(c, stack)
         say(f"removed stack {stack}" + ("" if volumes else "; its volumes are kept"))
     if volumes:
-        removed, kept = remove_stack_volumes(c, stack)
+        removed, kept = swarm.remove_stack_volumes(c, stack)
         say(f"deleted the volume(s) {', '.join(removed)}" if removed else "no volume to delete")
         if kept:
             fail(f"Docker kept the volume(s) {', '.join(kept)} (in use): `docker volume rm` them")
