@@ -22,8 +22,7 @@ def project_name_and_version() -> tuple[str, str]:
 
 def create_app(config_name: str | None = None) -> APIFlask:
     """Build the app for `config_name` (default: FLASK_CONFIG), reading the environment now."""
-    # Imported here, not above: importing a module of the package (the tasks import
-    # app.database) then costs no Flask, SQLAlchemy or APIFlask.
+    # Imported here: the tasks import app.database, which must not cost Flask or SQLAlchemy.
     from app.config import load_config
     from app.errors import APIFlaskWithDebugger, json_bodies_only, register_error_handlers
     from app.extensions import db, init_migrations, install_database_deadline, migrations_wanted
@@ -44,8 +43,7 @@ def create_app(config_name: str | None = None) -> APIFlask:
         VALIDATION_ERROR_DESCRIPTION="Malformed JSON, or a missing or invalid field",
         HTTP_ERROR_SCHEMA=Error,
         VALIDATION_ERROR_SCHEMA=Error,
-        # OPTIONS is no operation of the API: a 405 in its error envelope, not Flask's empty
-        # text/html 200.
+        # OPTIONS is no operation of the API: a 405 in its envelope, not Flask's empty 200.
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
 

@@ -19,14 +19,12 @@ DATABASE_VARIABLES = (
 )
 # Words that make a value a placeholder, wherever they are (CHANGE_ME_IN_PRODUCTION).
 PLACEHOLDER_WORDS = re.compile(r"change|placeholder|secret|example|default|password|todo|xxx", re.I)
-# Six or more consecutive characters: typed, not drawn (a random hex key has such a run
-# about once in 25,000).
+# Six or more consecutive characters: typed, not drawn (a random key seldom has such a run).
 SEQUENCE = re.compile(
     "|".join(("0123456789abcdefghijklmnopqrstuvwxyz"[i : i + 6]) for i in range(31))
 )
 MIN_SECRET_LENGTH = 16
-# Fewer distinct characters than this is a pattern, not a secret (a random 16-digit hex
-# key has fewer than 5 about once in millions of draws).
+# Fewer distinct characters than this is a pattern, not a secret.
 MIN_SECRET_CHARACTERS = 5
 # The env files committed with the project: their SECRET_KEYs are public.
 COMMITTED_ENV_FILES = Path(__file__).resolve().parent.parent / "env"
@@ -64,8 +62,7 @@ def database_url(environ: Mapping[str, str]) -> URL:
 
 
 def managed_database_url(value: str) -> URL:
-    """DATABASE_URL in any PostgreSQL form, on psycopg2 (SQLAlchemy 2.1 maps a bare
-    postgresql:// to psycopg 3, which is not installed); query options such as sslmode kept."""
+    """DATABASE_URL in any PostgreSQL form, on psycopg2, its query options (sslmode) kept."""
     try:
         url = make_url(value)
     except ArgumentError:
@@ -81,6 +78,7 @@ def managed_database_url(value: str) -> URL:
         raise ConfigError(
             "DATABASE_URL names no database: want postgresql://user:password@host:port/name"
         )
+    # SQLAlchemy maps a bare postgresql:// to psycopg 3, which is not installed.
     return url.set(drivername="postgresql+psycopg2")
 
 
@@ -139,13 +137,11 @@ class Config:
 
     DEBUG = False
     TESTING = False
-    # Unhandled errors get the JSON 500 even in debug and testing (Flask would re-raise them);
-    # Werkzeug's debugger still shows them where it wraps the app (app/errors.py).
+    # Unhandled errors get the JSON 500 in debug and testing too (Flask would re-raise them).
     PROPAGATE_EXCEPTIONS = False
     # A request body larger than this is refused with 413 before it is read.
     MAX_CONTENT_LENGTH = 16 * 1024
-    # Seconds; the environment's variables of the same names override them.
-    # /health answers 503 when the database has not answered `SELECT 1` by then.
+    # Seconds (the variables of the same names override them): /health answers 503 after this.
     HEALTH_TIMEOUT = 1.5
     # A request waits at most this long in all for the database's answers, then gets a 503.
     DATABASE_TIMEOUT = 5.0
@@ -163,8 +159,7 @@ class Config:
             **cls.SQLALCHEMY_ENGINE_OPTIONS,
             # Every connection busy: a request waits DATABASE_TIMEOUT for one, then gets a 503.
             "pool_timeout": settings["DATABASE_TIMEOUT"],
-            # libpq's own limit, in whole seconds, 2 at least (the request's deadline, which
-            # app/extensions.py enforces, is the one that counts).
+            # libpq's own limit (whole seconds, 2 at least); the request's deadline is what counts.
             "connect_args": {"connect_timeout": max(2, math.ceil(settings["DATABASE_TIMEOUT"]))},
         }
         return settings

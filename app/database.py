@@ -1,10 +1,9 @@
-"""Reaching PostgreSQL before the app runs: wait for a server, create a database. The image's
-`flask prepare-database` and the tasks both use these (psycopg2 only: the tasks import this
-without building an app)."""
+"""Reaching PostgreSQL before the app runs: wait for a server, create a database."""
 
 import time
 from collections.abc import Callable
 
+# psycopg2 only, no Flask or SQLAlchemy: the tasks import this module without building an app.
 import psycopg2
 from psycopg2 import errors, sql
 
@@ -28,8 +27,7 @@ class ServerRefused(DatabaseUnavailable):
 def wait_for_server(
     arguments: dict, timeout: float, gone: Callable[[], str | None] = lambda: None
 ) -> None:
-    """Until a real connection succeeds (psycopg2.connect keywords); a refusal fails at once,
-    and so does a server we started that `gone` says has exited (it returns why)."""
+    """Wait until `arguments` connect; a refusal, or a reason from `gone()`, fails at once."""
     where = f"{arguments.get('host')}:{arguments.get('port')}"
     deadline, pause = time.monotonic() + timeout, 0.02
     while True:
@@ -53,8 +51,7 @@ def wait_for_server(
 
 
 def create_database(arguments: dict, name: str) -> bool:
-    """Create database `name` when missing, connecting with `arguments` to another database
-    of the server (its maintenance database); True when this call created it."""
+    """Create database `name` when missing, connecting to another with `arguments`; True if made."""
     connection = psycopg2.connect(**arguments)
     try:
         connection.autocommit = True

@@ -17,15 +17,13 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 log = logging.getLogger(__name__)
 
-# Set on each request Werkzeug's interactive debugger wraps (`flask run --debug`), never
-# under gunicorn: only there may an unhandled error become its page instead of the JSON 500.
+# In the environ of requests Werkzeug's debugger wraps (`flask run --debug`), never gunicorn's.
 DEBUGGER_WRAPS = "werkzeug.debug.preserve_context"
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
 class APIFlaskWithDebugger(APIFlask):
-    """APIFlask whose unhandled errors reach Werkzeug's debugger where it wraps the request;
-    elsewhere Flask logs them and the app answers its JSON 500 (PROPAGATE_EXCEPTIONS off)."""
+    """APIFlask whose unhandled errors reach Werkzeug's debugger where it wraps the request."""
 
     def handle_exception(self, e: Exception) -> Response:
         if DEBUGGER_WRAPS in request.environ:
@@ -61,8 +59,7 @@ def error_response(status: int, code: str, message: str) -> tuple[Response, int]
 def register_error_handlers(app: APIFlask) -> None:
     @app.error_processor
     def envelope(error: HTTPError):
-        """APIFlask's errors (404, 405, and request validation) in the app's envelope; a
-        validation error names the field: `email: Not a valid string.`"""
+        """APIFlask's errors (404, 405, validation) in the envelope, naming an invalid field."""
         if error.status_code == app.config["VALIDATION_ERROR_STATUS_CODE"] and error.detail:
             message = "; ".join(
                 f"{'body' if field == '_schema' else field}: "
@@ -114,14 +111,12 @@ def register_error_handlers(app: APIFlask) -> None:
 
 
 def json_bodies_only() -> None:
-    """A POST, PUT or PATCH to any route of the app whose body is not JSON gets a 415, and one
-    that does not parse a 400."""
+    """A POST, PUT or PATCH to a route: 415 when its body is not JSON, 400 when it won't parse."""
     routed = request.routing_exception is None  # else its 404 or 405 is the answer
     if routed and request.method in BODY_METHODS:
         if not request.is_json:
             raise UnsupportedMediaType("send a JSON object with Content-Type: application/json")
-        # webargs parses it too, but lets a ValueError other than a syntax error through as a
-        # 500: an integer past Python's limit of 4,300 digits.
+        # webargs parses it too, but answers 500 to an integer past Python's 4,300-digit limit.
         try:
             json.loads(request.get_data(cache=True) or b"null")
         except json.JSONDecodeError as error:

@@ -20,17 +20,13 @@ def init_migrations(app: Flask) -> None:
 
 
 def migrations_wanted() -> bool:
-    """Whether the flask CLI makes this app (inside its click context): `flask db` is then
-    registered. Code that upgrades otherwise calls init_migrations itself; serving and test
-    runs skip alembic's import."""
+    """Whether the flask CLI makes this app (inside its click context): `flask db` is wanted."""
+    # Serving and tests skip alembic's import; code that upgrades calls init_migrations itself.
     return click.get_current_context(silent=True) is not None
 
 
 def install_database_deadline(app: Flask) -> None:
-    """Requests wait DATABASE_TIMEOUT at most for each answer of the database (psycopg2's
-    wait callback is process-wide: the last app made sets it), and a session that fails to
-    close at the end of a request (its server just went away) is logged, not answered with
-    the server's HTML 500 after the app's own answer."""
+    """Give a request DATABASE_TIMEOUT in all for the database; log a session failing to close."""
     import functools
     import logging
     import time
@@ -41,6 +37,7 @@ def install_database_deadline(app: Flask) -> None:
 
     from app.health import wait_within_request_deadline
 
+    # Process-wide: the last app made sets it.
     set_wait_callback(
         functools.partial(wait_within_request_deadline, timeout=app.config["DATABASE_TIMEOUT"])
     )
@@ -55,6 +52,6 @@ def install_database_deadline(app: Flask) -> None:
         # Runs before Flask-SQLAlchemy's own teardown, which then has nothing left to close.
         try:
             db.session.remove()
-        except (SQLAlchemyError, OSError):
+        except (SQLAlchemyError, OSError):  # logged, not an HTML 500 after the app's answer
             logging.getLogger(__name__).warning("closing the session failed", exc_info=True)
             db.session.registry.clear()

@@ -1,5 +1,4 @@
-"""Whether the database answers, and how long a request waits for it: deadlines that hold
-whatever state its server is in."""
+"""Whether the database answers, and a request's deadline for it, whatever its server's state."""
 
 import selectors
 import time
@@ -39,15 +38,11 @@ def wait_until(connection, deadline: float) -> None:
 
 
 def database_answers(url: URL | str, timeout: float) -> bool:
-    """True when a new connection runs `SELECT 1` within `timeout` seconds.
-
-    Asynchronous psycopg2, so the deadline holds even when the server accepts the TCP
-    connection and then says nothing (a frozen or overloaded server), where a blocking
-    driver call would wait for the kernel's TCP timeouts.
-    """
+    """True when a new connection runs `SELECT 1` within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     connection = None
     try:
+        # Asynchronous: the deadline holds against a server that accepts, then says nothing.
         connection = psycopg2.connect(**connect_arguments(url), async_=True)
         wait_until(connection, deadline)
         cursor = connection.cursor()
@@ -62,15 +57,12 @@ def database_answers(url: URL | str, timeout: float) -> bool:
 
 
 def wait_within_request_deadline(connection, timeout: float) -> None:
-    """psycopg2's wait callback (its documented hook for waiting on a query): a request
-    waits `timeout` seconds in all for the database (connects, pings, queries), so a frozen
-    server costs a 503 in seconds, not a hung worker. Elsewhere (migrations, the CLI) a
-    statement may take as long as it needs."""
+    """psycopg2's wait callback: a request waits `timeout` seconds in all for the database."""
     from flask import g, has_request_context
 
     if has_request_context():
         deadline = g.setdefault("database_deadline", time.monotonic() + timeout)
-    else:
+    else:  # migrations, the CLI: a statement may take as long as it needs
         deadline = float("inf")
     try:
         wait_until(connection, deadline)

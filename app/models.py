@@ -12,9 +12,8 @@ MAX_ID = 2**31 - 1
 
 
 def folded(email: str) -> str:
-    """The form two addresses are compared in: NFKC, case-folded (Äda and äda, JOSÉ and josé,
-    full-width and plain letters are one). The app computes it: PostgreSQL's lower() folds ASCII
-    only in a C-locale cluster, which has no ICU."""
+    """The form two addresses are compared in: NFKC, case-folded (Äda and äda are one)."""
+    # Here, not in SQL: lower() folds only ASCII in a C-locale cluster, which has no ICU.
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email).casefold())
 
 

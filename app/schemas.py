@@ -13,9 +13,7 @@ MAX_PAGE = 200
 
 
 class Email(String):
-    """An address as email-validator normalises it (syntax only, no DNS lookup): trimmed, the
-    domain lower-cased and in one form (Unicode) whether it came as Unicode or punycode; at
-    most 254 characters, 64 before the @ (strict)."""
+    """An address as email-validator normalises it: trimmed, its domain lower-cased, in Unicode."""
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)

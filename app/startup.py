@@ -1,9 +1,4 @@
-"""`flask prepare-database`: what a container runs before it serves (compose/entrypoint.sh).
-
-Wait for the server, create the app's database on a server of the stack's own, then migrate
-to head under an advisory lock: however many replicas start at once, one migrates and the
-others wait, then find the database at head.
-"""
+"""`flask prepare-database`: what a container runs before it serves (compose/entrypoint.sh)."""
 
 import logging
 import os
@@ -16,7 +11,7 @@ from app.database import DatabaseUnavailable, create_database, wait_for_server
 from app.extensions import db, init_migrations
 from app.health import connect_arguments
 
-# Any constant: every process migrating this database takes the same lock.
+# Any constant, the same in every replica: one migrates, the others wait and then find head.
 MIGRATION_LOCK = 7_201_701
 
 log = logging.getLogger(__name__)
@@ -34,8 +29,7 @@ def say(message: str) -> None:
 
 
 def migrate_to_head() -> None:
-    """`flask db upgrade` of the app's database under the advisory lock, then every connection
-    to it closed. PostgreSQL runs DDL in transactions: a failed migration changes nothing."""
+    """`flask db upgrade` of the app's database under the advisory lock; its connections closed."""
     from flask import current_app
     from flask_migrate import upgrade
 
@@ -44,7 +38,7 @@ def migrate_to_head() -> None:
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
         try:
             upgrade()
-        except Exception as error:
+        except Exception as error:  # PostgreSQL's DDL is transactional: nothing changed
             log.exception("the migration failed")
             raise StartupError(f"the migration failed: {error}") from None
         finally:

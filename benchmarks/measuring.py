@@ -1,5 +1,4 @@
-"""What the benchmark scripts share: a clean environment, timed commands, one-line errors,
-tables, and the tutorial's project as the baseline."""
+"""What the benchmark scripts share: environment, timing, one-line errors, tables, the baseline."""
 
 from __future__ import annotations
 
@@ -47,8 +46,7 @@ def progress(message: str) -> None:
 
 @contextlib.contextmanager
 def one_line_errors() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so that what was started is stopped; a reason to stop
-    is one line and an exit status."""
+    """SIGTERM unwinds like Ctrl-C, stopping what runs; a reason to stop is one line and a code."""
     try:
         with commands.sigterm_unwinds():
             yield
@@ -64,10 +62,9 @@ def one_line_errors() -> Iterator[None]:
 
 
 def environ(**overrides: str) -> dict[str, str]:
-    """This environment less what an outer inv exported, with Python's default of writing
-    bytecode caches (a user's machine keeps them, CI images often turn them off)."""
+    """This environment less what an outer inv exported, writing bytecode caches as Python does."""
     clean = {k: v for k, v in os.environ.items() if k not in EXPORTED and not k.startswith("COV_")}
-    clean.pop("PYTHONDONTWRITEBYTECODE", None)
+    clean.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's machine keeps them; CI images may not
     return {**clean, **overrides}
 
 
@@ -80,10 +77,10 @@ def load_testing_env(**overrides: str) -> environment.Env:
 
 
 def timed(command: list, env: dict[str, str], cwd: Path = PROJECT) -> float:
-    """The wall time of `command` run to its end. As under inv, a signal reaches it once and
-    it is waited for (it stops what it started); a failure stops the benchmark."""
+    """The wall time of `command` run to its end; a failure stops the benchmark."""
     child: list[subprocess.Popen] = []
     started = time.perf_counter()
+    # As under inv: a signal reaches it once, and it is waited for while it stops its own.
     with commands.signals_forwarded(commands.to_child(child)) as received:
         child.append(
             subprocess.Popen(
@@ -106,8 +103,7 @@ def inv(*args: str) -> list[str]:
 
 @contextlib.contextmanager
 def project_copy() -> Iterator[Path]:
-    """A copy of the project, with its own clusters and Compose projects (yours are not
-    touched); deleted afterwards, its clusters too."""
+    """A copy of the project with servers of its own (yours are not touched), deleted after."""
     with tempfile.TemporaryDirectory(prefix=f"{NAME}-") as scratch:
         copy = Path(scratch) / "project"
         shutil.copytree(PROJECT, copy, ignore=IGNORED)
@@ -118,8 +114,7 @@ def project_copy() -> Iterator[Path]:
 
 
 def baseline(folder: str | None) -> Path | None:
-    """The tutorial's project given as --baseline, if it is one and a Docker engine runs it;
-    said loudly when not: every ratio needs it."""
+    """The tutorial's project of --baseline, if a Docker engine can run it; said loudly if not."""
     if not folder:
         why = "--baseline DIR not given"
     elif not (Path(folder) / "manage.py").is_file():
@@ -134,8 +129,7 @@ def baseline(folder: str | None) -> Path | None:
 
 @contextlib.contextmanager
 def seed_copy(folder: Path) -> Iterator[Path]:
-    """A copy of the tutorial's project. Its `docker-compose down` leaves the postgres image's
-    anonymous volume of each run behind: those made meanwhile, unused, are removed after."""
+    """A copy of the tutorial's project; the anonymous volumes its runs leave are removed after."""
 
     def volumes(*options: str) -> set[str]:
         listing = ["docker", "volume", "ls", "--quiet", *options]

@@ -1,18 +1,8 @@
 """What PostgreSQL costs the test suite, as a Markdown table for the README.
 
-1. A cold `inv test` less pytest's own run, in a fresh interpreter: import tasks, load the
-   testing env, the tests' server up (`database_for_tests`), the template at head, a copy of
-   it, the copy dropped, the server down; for DB_SERVER=local and, when a Docker engine
-   answers, compose. Beside it, each step timed in this process, and `import tasks` alone.
-2. A throwaway cluster's data made by initdb (no template cached) versus copied from the
-   cached template, as the local steps make it.
-3. What the `database` fixture (a transaction rolled back, a savepoint session) adds to a
-   test: 500 tests using it versus 500 using `app` only, on a local server.
-
     python benchmarks/server_overhead.py [--runs 10] [--only local|compose|all] [--quick]
 
---only local: 1 for local, 2 and 3; --only compose: 1 for compose. --quick: one run of each.
-It refuses to run while a warm testing server is up, since `inv test` would use that one.
+--only local: parts 1 (local), 2 and 3 below; --only compose: part 1 (compose).
 """
 
 from __future__ import annotations
@@ -87,9 +77,9 @@ def seconds_of(step: Callable[[], object]) -> float:
 
 
 def testing_env(db_server: str) -> environment.Env:
-    """The testing env as `DB_SERVER=<db_server> inv test` loads it; refused when a warm
-    server runs for it: `inv test` would use that one, and the figures would be a warm run's."""
+    """The testing env as `DB_SERVER=<db_server> inv test` loads it, unless a warm server runs."""
     env = load_testing_env(DB_SERVER=db_server)
+    # `inv test` would use the warm server: the figures would be a warm run's.
     if servers.provider_for(env).running() is not None:
         raise BenchmarkError(
             f"a warm testing server is running: `APPLICATION_CONFIG=testing DB_SERVER={db_server} inv db.down` first"
@@ -200,8 +190,7 @@ def write_suite(folder: Path, fixture: str) -> Path:
 
 
 def isolation(env: environment.Env, runs: int) -> list[Row]:
-    """The best of `runs` pytest runs of each suite, taking turns so that noise hits both
-    alike, with the project's pytest settings, on one server (the template built once)."""
+    """The best of `runs` pytest runs of each suite, with the project's settings, on one server."""
     progress(f"{TESTS} tests with `database` versus `app`, best of {runs}")
     times: dict[str, list[float]] = {"app": [], "database": []}
     with (
@@ -212,7 +201,7 @@ def isolation(env: environment.Env, runs: int) -> list[Row]:
         with pytest_database.server_connection(env, host, port) as server:
             pytest_database.template_at_head(env, server)  # built before the runs are timed
         suites = {name: write_suite(Path(root) / name, name) for name in times}
-        for _ in range(runs):
+        for _ in range(runs):  # taking turns, so that noise hits both suites alike
             for name, suite in suites.items():
                 pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           "-c", PROJECT / "pyproject.toml", "--rootdir", suite, suite]  # fmt: skip

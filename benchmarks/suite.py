@@ -1,12 +1,6 @@
 """The suites' wall time, taking turns with the tutorial's own `python manage.py test`.
 
-`inv test --e2e` with local servers only (no Docker engine answering), and the app's suite as
-plain `pytest` runs it; the seed has one test: it is this machine's yardstick for noise, not a
-comparison. Each row: the median of --runs rounds after one unmeasured warm-up round, in a
-copy of the project. --workers: the end-to-end suite once per test.workers value; --quick: one
-round, no warm-up, `inv test` (the app's suite) instead of the end-to-end one.
-
-    python benchmarks/suite.py --baseline DIR [--runs 5] [--workers 4,5,6] [--quick]
+python benchmarks/suite.py --baseline DIR [--runs 5] [--workers 4,5,6] [--quick]
 """
 
 from __future__ import annotations
@@ -32,10 +26,9 @@ NO_ENGINE = "unix:///nonexistent/docker.sock"
 
 
 def local_only(**overrides: str) -> dict[str, str]:
-    """environ() with no Docker engine answering, on purpose: without CI=true, under which
-    the suite takes a missing engine for a broken CI machine and fails."""
+    """environ() with no Docker engine answering, on purpose, and without CI=true."""
     env = environ(DOCKER_HOST=NO_ENGINE, **overrides)
-    env.pop("CI", None)
+    env.pop("CI", None)  # under CI=true the suite takes a missing engine for a broken machine
     return env
 
 
@@ -51,6 +44,7 @@ def main() -> None:
     suite = ["test"] if options.quick else ["test", "--e2e"]
     with one_line_errors(), project_copy() as copy, contextlib.ExitStack() as stack:
         seed_project = baseline(options.baseline)
+        # One test: this machine's yardstick for noise, not a comparison.
         seed = "seed: `python manage.py test` (1 test, docker-compose)" if seed_project else None
         commands = {}
         if seed_project:

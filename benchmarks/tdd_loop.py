@@ -1,13 +1,6 @@
 """The TDD loop: one small test file run again and again, timed as a user types it.
 
-Beside the tutorial's own `python manage.py test` (its one test, on docker-compose), each row
-the median of --runs runs after one unmeasured warm-up: `inv test -- tests/test_models.py`
-with the warm test server (`APPLICATION_CONFIG=testing inv db.up`) and cold (a throwaway
-server each run), local and Compose; plain `pytest` of that file with the warm local server;
-`inv test --pattern user`, cold. In a copy of each project (your servers are not touched).
-The Compose rows and the seed need a Docker engine. --quick: one run per row, no warm-up.
-
-    python benchmarks/tdd_loop.py --baseline DIR [--runs 5] [--quick]
+python benchmarks/tdd_loop.py --baseline DIR [--runs 5] [--quick]
 """
 
 from __future__ import annotations

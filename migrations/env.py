@@ -7,14 +7,11 @@ from alembic import context
 from alembic.util import CommandError, load_python_file
 from flask import current_app
 
-# this is the Alembic Config object, which provides
-# access to the values within the .ini file in use.
+# The Alembic Config object: the values of the .ini file in use.
 config = context.config
 scripts = context.script
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-# Keep loggers configured before us (the app's, pytest's) working.
+# Logging as alembic.ini sets it, the app's and pytest's loggers kept working.
 fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 
@@ -27,17 +24,8 @@ def get_engine_url():
     return get_engine().url.render_as_string(hide_password=False).replace("%", "%%")
 
 
-# add your model's MetaData object here
-# for 'autogenerate' support
-# from myapp import mymodel
-# target_metadata = mymodel.Base.metadata
 config.set_main_option("sqlalchemy.url", get_engine_url())
 target_db = current_app.extensions["migrate"].db
-
-# other values from the config, defined by the needs of env.py,
-# can be acquired:
-# my_important_option = config.get_main_option("my_important_option")
-# ... etc.
 
 
 def get_metadata():
@@ -100,17 +88,7 @@ def skip_an_empty_autogenerate(context, revision, directives):
 
 
 def run_migrations_offline():
-    """Run migrations in 'offline' mode.
-
-    This configures the context with just a URL
-    and not an Engine, though an Engine is acceptable
-    here as well.  By skipping the Engine creation
-    we don't even need a DBAPI to be available.
-
-    Calls to context.execute() here emit the given string to the
-    script output.
-
-    """
+    """Run the migrations offline: from the URL alone, emitting their SQL to the script output."""
     url = config.get_main_option("sqlalchemy.url")
     context.configure(url=url, target_metadata=get_metadata(), literal_binds=True)
 
@@ -119,15 +97,9 @@ def run_migrations_offline():
 
 
 def run_migrations_online():
-    """Run migrations in 'online' mode.
-
-    In this scenario we need to create an Engine
-    and associate a connection with the context.
-
-    """
+    """Run the migrations online, on a connection of the app's engine."""
     conf_args = current_app.extensions["migrate"].configure_args
-    # An app's own hook (Migrate(..., process_revision_directives=f)) replaces the skip; it
-    # runs after the numbering, so it has the last word.
+    # An app's own process_revision_directives replaces the skip; run after the numbering, it wins.
     then = conf_args.get("process_revision_directives") or skip_an_empty_autogenerate
 
     def process_revision_directives(context, revision, directives):

@@ -1,8 +1,4 @@
-"""Fixtures named for what they give: `app`, `client`, `database`.
-
-The database itself comes from the `test_database` fixture of steps/pytest_database.py: a
-PostgreSQL database at the migrations' head, for this pytest process only.
-"""
+"""`app`, `client` and `database`, on the test database of steps/pytest_database.py."""
 
 import pytest
 from sqlalchemy.orm import scoped_session, sessionmaker
@@ -22,16 +18,13 @@ def app(test_database):
 
 @pytest.fixture
 def database(app):
-    """The Flask-SQLAlchemy `db`, its session in a transaction rolled back after the test.
-
-    The session joins that transaction with savepoints: the code under test may commit and
-    roll back as it likes, and nothing of it outlives the test.
-    """
+    """The Flask-SQLAlchemy `db`, its session in a transaction rolled back after the test."""
     from app.extensions import db
 
     with app.app_context():
         connection = db.engine.connect()
         transaction = connection.begin()
+        # Savepoints: the code under test may commit and roll back; nothing outlives the test.
         session = scoped_session(
             sessionmaker(bind=connection, join_transaction_mode="create_savepoint")
         )

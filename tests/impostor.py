@@ -1,5 +1,4 @@
-"""Another local user's fake PostgreSQL, for the tests that check nobody hands it a password:
-it asks every client for the password in clear text, and keeps what each one sends."""
+"""Another local user's fake PostgreSQL: it asks every client for its password in clear text."""
 
 import contextlib
 import socket
@@ -24,8 +23,7 @@ class Impostor:
         return listener.getsockname()[1]
 
     def race(self, name: str) -> None:
-        """Until `done`, listen on the port of each postgres whose command line names `name`,
-        as soon as /proc shows it (every user can read `-cport=N` there)."""
+        """Until `done`, listen on the port of each postgres whose command line names `name`."""
 
         def watch() -> None:
             seen = set()
@@ -33,6 +31,7 @@ class Impostor:
                 for proc in Path("/proc").glob("[0-9]*"):
                     with contextlib.suppress(OSError):
                         args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+                        # Any user can read a postgres's `-cport=N` in /proc.
                         port = next((a[7:] for a in args if a.startswith("-cport=")), None)
                         if port and port not in seen and any(name in a for a in args):
                             seen.add(port)

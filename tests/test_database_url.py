@@ -23,9 +23,8 @@ def server(app) -> URL:
 
 
 def in_form(server: URL, scheme: str, query: str = "") -> str:
-    """The server's URL as a PaaS would write it: `scheme://user:password@host:port/db?query`;
-    a local server's Unix socket folder goes in the query (`?host=/tmp/...&port=...`)."""
-    if server.host.startswith("/"):
+    """The server's URL as a PaaS would write it: `scheme://user:password@host:port/db?query`."""
+    if server.host.startswith("/"):  # a Unix socket's folder goes in the query
         at = f"host={server.host}&port={server.port}"
         query = f"{at}&{query}" if query else at
         server = URL.create(

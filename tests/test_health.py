@@ -7,8 +7,7 @@ def test_health_says_ok_when_the_database_answers(client):
 
 
 def test_a_session_that_fails_to_close_after_the_answer_keeps_the_answer(app, monkeypatch):
-    """The database going away between the answer and the session's close is mocked: no
-    server here can be made to fail at exactly that moment."""
+    """Mocked: no real server can be made to fail between the answer and the session's close."""
     from flask_sqlalchemy.session import Session
     from sqlalchemy.exc import OperationalError
 

@@ -86,8 +86,7 @@ def script(directory: Path, revision: str):
 
 @pytest.fixture
 def numbers(migrations_copy) -> tuple[str, str, str]:
-    """The newest migration's number, the next one's and the one after (0002, 0003, 0004 in
-    the template; whatever the project has added since)."""
+    """The newest migration's number and the two after it (0002, 0003, 0004 in the template)."""
     files = (migrations_copy / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
     newest = max(int(path.name[:4]) for path in files)
     return tuple(f"{newest + step:04d}" for step in range(3))
@@ -148,8 +147,7 @@ def upgrade_refused(app, directory: Path) -> str:
 
 
 def test_two_migrations_of_one_number_stop_with_the_fix(migrating_app, migrations_copy, numbers):
-    """Two branches each added the next migration and were merged: Alembic would keep one and
-    skip the other."""
+    """Two merged branches each added the next migration: Alembic would skip one of them."""
     newest, new, after = numbers
     add_migration(migrations_copy, f"{new}_add_name.py", new, newest)
     add_migration(migrations_copy, f"{new}_add_phone.py", new, newest)

@@ -1,6 +1,4 @@
-"""/openapi.json is generated from the schemas beside the views; schemathesis checks real
-answers against it (status documented, content type, body and headers as described), in
-this process on the WSGI app, for every documented status of every operation."""
+"""Real answers, every documented status of every operation, checked against /openapi.json."""
 
 import pytest
 import schemathesis

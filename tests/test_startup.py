@@ -1,7 +1,4 @@
-"""`flask prepare-database` (the image's entry point) against the test server, in-process.
-
-The container path itself (create, migrate once, a failed migration) is in test_compose.py.
-"""
+"""`flask prepare-database` (the image's entry point) against the test server, in-process."""
 
 import secrets
 

@@ -1,5 +1,4 @@
-"""The steps on their own, in this process: env loading and checks, argument handling,
-command lines. No server and no subprocess unless a test says why."""
+"""The steps on their own, in this process: no server and no subprocess unless a test says why."""
 
 import contextlib
 import dataclasses
@@ -331,8 +330,7 @@ def test_a_failed_lock_stops_at_that_layer(monkeypatch):
 
 
 def test_the_tasks_import_without_posix_only_modules():
-    """As on Windows, for our code: invoke itself is imported first, as it picks its own
-    terminal modules by platform."""
+    """As on Windows, for our code (invoke, first, picks its own terminal modules by platform)."""
     probe = (
         "import sys, invoke, dotenv; sys.modules.update(dict.fromkeys(['fcntl', 'pwd', 'grp', 'termios', 'resource'])); "
         "import tasks, steps.servers.local, steps.servers.local_files, steps.compose, steps.servers, steps.swarm, steps.app_commands; print('imported')"
@@ -409,8 +407,7 @@ def test_the_template_cache_keeps_the_most_recently_used(tmp_path):
 def test_a_docker_socket_this_user_may_not_use_is_named_as_a_permission_problem(
     tmp_path, monkeypatch
 ):
-    """This test runs where the socket is usable, so the client's refusal is mocked: a `docker`
-    that answers as Docker's client does for a user outside the `docker` group."""
+    """Mocked: a `docker` refusing as Docker's client refuses a user outside the `docker` group."""
     fake = tmp_path / "docker"
     fake.write_text(
         "#!/bin/sh\necho 'permission denied while trying to connect to the Docker daemon socket "

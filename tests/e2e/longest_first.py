@@ -1,11 +1,4 @@
-"""A pytest plugin that `inv test --e2e` loads when it spreads the suite over processes
-(`-p tests.e2e.longest_first`): the modules start longest first, by the seconds each took
-in the last run (kept in pytest's cache), so that no long module starts while the others
-finish. pytest-xdist's own order, by number of tests, says little about time here: a
-module of 7 end-to-end tests takes 30 s, one of 59 unit tests 1 s. No plugin we found
-schedules by past times (pytest-split divides a suite between CI jobs, not between
-xdist's processes).
-"""
+"""`inv test --e2e`'s pytest plugin: the modules start longest first, by their last run's times."""
 
 from __future__ import annotations
 
@@ -22,19 +15,18 @@ def module_of(nodeid: str) -> str:
 
 
 def longest_first(items: list, seconds: dict[str, float]) -> None:
-    """`items` sorted by their module's past seconds, most first; a module without any (new
-    since) goes first, in case it is long. Within a module the order is kept."""
+    """`items` by their module's past seconds, most first; a new module first: it may be long."""
     items.sort(key=lambda item: -seconds.get(module_of(item.nodeid), float("inf")))
 
 
 def pytest_configure(config):
-    """The last run's times, read once by the controller (its workers get them from it, so
-    that all sort alike even if another run writes the cache meanwhile)."""
-    if hasattr(config, "workerinput"):
+    """The last run's times, read by the controller and handed to its workers."""
+    if hasattr(config, "workerinput"):  # all sort alike, whatever another run writes meanwhile
         config.stash[SECONDS] = config.workerinput.get(CACHE_KEY, {})
         return
     cache = getattr(config, "cache", None)  # none with -p no:cacheprovider
     config.stash[SECONDS] = cache.get(CACHE_KEY, {}) if cache else {}
+    # So that no long module starts while the others finish: xdist orders by number of tests.
     if config.stash[SECONDS] and hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False  # the order sorted below, not xdist's
     if cache is not None:
@@ -53,8 +45,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 class ModuleTimes:
-    """In the controller, which hears every phase (setup, call, teardown) of every worker's
-    tests: each module's seconds, kept after a run that went to its end (green or not)."""
+    """Each module's seconds, in the controller, which hears every phase of every worker's tests."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config, self.measured = config, collections.Counter()
@@ -63,7 +54,7 @@ class ModuleTimes:
         self.measured[module_of(report.nodeid)] += report.duration
 
     def pytest_sessionfinish(self, exitstatus):
-        if not self.measured or exitstatus not in (0, 1):
+        if not self.measured or exitstatus not in (0, 1):  # kept from a whole run, green or not
             return
         seconds = self.config.cache.get(CACHE_KEY, {})
         seconds.update({module: round(total, 2) for module, total in self.measured.items()})

@@ -1,7 +1,4 @@
-"""A throwaway copy of the project for the tests that run the real `inv` in a subprocess.
-
-The servers such tests start and stop are the copy's own, never the developer's.
-"""
+"""A throwaway copy of the project for the tests that run the real `inv`: its servers its own."""
 
 import contextlib
 import os
@@ -75,18 +72,14 @@ def make_copy(root: Path) -> Path:
 
 
 def clean_environ(db_server: str, **overrides: str) -> dict[str, str]:
-    """This process's environment less what the outer `inv test` exported, plus `overrides`.
-
-    Inner test runs skip coverage: it costs most of a second each, and these tests are
-    about the tasks, not the sample tests' coverage; and they run in one process.
-    """
+    """This process's environment less what the outer `inv test` exported, plus `overrides`."""
     environ = {
         k: v for k, v in os.environ.items() if k not in EXPORTED and not k.startswith("COV_")
     }
     defaults = {
         "DB_SERVER": db_server,
         "PYTEST_ADDOPTS": "-p no:cacheprovider",
-        "INVOKE_TEST_COVERAGE": "0",  # inv's test.coverage
+        "INVOKE_TEST_COVERAGE": "0",  # inv's test.coverage: these tests are about the tasks
         "INVOKE_TEST_WORKERS": "0",  # three sample tests: one process
     }
     return {**environ, **defaults, **overrides}
@@ -114,9 +107,7 @@ def on_a_terminal(
     cwd: Path | None = None,
     **env: str,
 ) -> tuple[int, str]:
-    """`inv ARGS` on a pseudo-terminal of its own, as a user's shell runs it: for each (text,
-    keys) of `script`, once `text` has been printed, `keys` are typed (b"\x03" is Ctrl-C).
-    Returns the exit status and everything printed."""
+    """(status, output) of `inv ARGS` on a terminal, typing each (text, keys) once text shows."""
     pid, terminal = pty.fork()
     if pid == 0:  # the child: inv, with the terminal as its stdin, stdout and stderr
         os.chdir(cwd or project)
@@ -169,8 +160,7 @@ def fetch_when_up(url: str, still_running=lambda: True) -> bytes | None:
 
 
 def skip_module_without_docker_engine() -> None:
-    """Skip the calling test module, with the reason, where no Docker engine answers; under
-    CI=true fail instead, because .ci/run provisions an engine."""
+    """Skip the calling test module where no Docker engine answers; fail instead under CI=true."""
     if not compose.docker_engine_answers():
         if os.environ.get("CI") == "true":
             pytest.fail("CI must have a Docker engine (.ci/run runs provision)", pytrace=False)
@@ -178,20 +168,17 @@ def skip_module_without_docker_engine() -> None:
 
 
 def dev_password(project: Path, env: str = "development") -> str:
-    """The random superuser password of the copy's local `env` cluster (read where the steps
-    keep it: `db.status` names the file, tests/e2e/test_dev_tasks.py checks that)."""
+    """The random superuser password of the copy's local `env` cluster, from the steps' file."""
     return local.password_file(env, project).read_text().strip()
 
 
 def local_socket(project: Path, env: str = "development") -> str:
-    """The socket folder of the copy's running local `env` server: libpq's host for it (it
-    listens on no TCP port)."""
+    """The socket folder of the copy's running local `env` server: libpq's host (no TCP port)."""
     return local.LocalProvider.socket_record_of(env, project).read_text().strip()
 
 
 def module_copy(name: str):
-    """A module's `project` fixture: a copy of the project made once for the module, in a
-    folder named `name`, with local_copy's cleanup."""
+    """A module's `project` fixture: one copy of the project, in a folder named `name`."""
 
     @pytest.fixture(scope="module")
     def project(tmp_path_factory):
@@ -209,19 +196,17 @@ def local_inv(project: Path, *args: str, **env: str) -> subprocess.CompletedProc
 
 @contextlib.contextmanager
 def local_copy(root: Path) -> Iterator[Path]:
-    """A copy of the project in `root` for DB_SERVER=local tests; its servers stopped and the
-    data of its clusters removed on the way out."""
+    """A copy of the project in `root`; its local servers stopped and their data removed after."""
     make_copy(root)
     try:
         yield root
     finally:
         for env in ("development", "testing"):
-            if may_be_running(root, env):
+            if may_be_running(root, env):  # a db.down costs an interpreter; most need none
                 run_inv(root, "local", "db.down", APPLICATION_CONFIG=env)
         shutil.rmtree(local.state_root(root), ignore_errors=True)
 
 
 def may_be_running(root: Path, env: str) -> bool:
-    """Whether the copy's `env` cluster left what a running one keeps (a `db.down` costs a new
-    interpreter: most tests leave nothing to stop)."""
+    """Whether the copy's `env` cluster left what a running one keeps."""
     return (local.cluster_home(env, root) / "data" / "postmaster.pid").exists()

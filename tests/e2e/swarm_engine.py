@@ -1,5 +1,4 @@
-"""Docker Swarm for the stack test and the rolling-update benchmark: a manager for the run
-(left again if it was not one before), and HTTP from inside a stack's network."""
+"""Docker Swarm for the stack test and the rolling-update benchmark: a manager, HTTP inside."""
 
 import contextlib
 import json
@@ -8,14 +7,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-# The routing mesh (published ports, virtual IPs) needs IPVS in the kernel; some kernels
-# (this project's CI machines among them) have none, while the overlay network and its
-# DNS round robin (`tasks.<service>`) work everywhere.
+# The routing mesh needs IPVS, which some kernels lack; DNS round robin works everywhere.
 ROUTING_MESH = Path("/proc/sys/net/ipv4/vs").is_dir()
 
-# Run inside the stack's network: every request resolves `tasks.web` again (replicas come
-# and go), round robin over the answers; prints one JSON line of counts when stdin closes
-# (or after `requests` requests).
+# Runs in the stack's network, resolving `tasks.web` at each request: replicas come and go.
 CLIENT = r"""
 import itertools, json, select, socket, sys, time, urllib.error, urllib.request, uuid
 
@@ -72,10 +67,8 @@ def swarm_state() -> str:
 
 @contextlib.contextmanager
 def alone_with_the_engine_s_networks(tmp_path_factory) -> Iterator[None]:
-    """Held by the modules that make Compose networks or turn swarm mode on and off: Docker
-    20.10 lost a new container's DNS (its `db` did not resolve) when a swarm was initialised
-    or left while Compose made that container's network, and pytest-xdist runs modules side
-    by side. The lock file is in this run's temporary folder, which its workers share."""
+    """The run's lock, held by modules that make Compose networks or turn swarm mode on or off."""
+    # Docker 20.10 loses a container's DNS if swarm mode changes while Compose makes its network.
     import fcntl
 
     root = tmp_path_factory.getbasetemp()
@@ -103,8 +96,7 @@ def swarm_manager() -> Iterator[None]:
 
 
 def client_command(network: str, image: str, base: str, requests: int) -> list[str]:
-    """The request loop in a container on `network` (the web image has Python); base is a
-    URL, or `dns` for the replicas by DNS round robin."""
+    """The request loop in a container of `image` on `network`; `base`: a URL, or `dns`."""
     return [
         "docker", "run", "--rm", "-i", "--network", network, "--entrypoint", "python",
         image, "-c", CLIENT, base, str(requests),
@@ -121,8 +113,7 @@ def run_client(network: str, image: str, base: str, requests: int) -> dict:
 
 
 def remove_images(repository: str, project_prefix: str) -> None:
-    """Every tag of `repository`, and the images that rebuilds of the Compose projects
-    starting with `project_prefix` left dangling (Compose labels what it builds)."""
+    """Remove `repository` and the dangling images of Compose projects named `project_prefix*`."""
     ids = subprocess.run(
         ["docker", "image", "ls", "--quiet", repository], capture_output=True, text=True
     ).stdout.split()

@@ -1,5 +1,4 @@
-"""/health and the database going away: a PostgreSQL of the test's own, stopped, restarted
-and frozen under one running app."""
+"""The app while a PostgreSQL of the test's own is stopped, restarted and frozen under it."""
 
 import contextlib
 import os
@@ -57,9 +56,8 @@ def own_server():
 
 @pytest.fixture
 def app_on_own_server(own_server, monkeypatch):
-    """An app whose database is `own_server`, built once for the whole test; its deadline
-    for the database 2 s instead of 5 (DATABASE_TIMEOUT: each frozen wait is that long)."""
-    monkeypatch.setenv("DATABASE_TIMEOUT", "2")
+    """An app whose database is `own_server`, built once for the whole test."""
+    monkeypatch.setenv("DATABASE_TIMEOUT", "2")  # each frozen wait is this long
     monkeypatch.setenv("POSTGRES_HOSTNAME", str(own_server.socket))
     monkeypatch.setenv("POSTGRES_PORT", str(own_server.port))
     monkeypatch.setenv("POSTGRES_PASSWORD", own_server.env["POSTGRES_PASSWORD"])
@@ -108,7 +106,7 @@ def test_health_answers_in_time_when_the_server_says_nothing(own_server, app_on_
 
 
 def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (PostgreSQL's backends each lead a session of their own)."""
+    """The processes whose parent is `pid` (PostgreSQL's backends lead sessions of their own)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError):
@@ -119,13 +117,11 @@ def children(pid: int) -> list[int]:
 
 @contextlib.contextmanager
 def frozen(process: subprocess.Popen):
-    """The server stopped (SIGSTOP): the postmaster first, so that it forks nothing more, then
-    its children; all continued on the way out, whatever happened. A child that ended in
-    between is skipped, not an error that would leave the others stopped for good."""
+    """The server stopped (SIGSTOP) for the block, continued on the way out whatever happens."""
     stopped = []
     try:
-        for pid in (process.pid, *children(process.pid)):
-            with contextlib.suppress(ProcessLookupError):
+        for pid in (process.pid, *children(process.pid)):  # first the postmaster: no more forks
+            with contextlib.suppress(ProcessLookupError):  # a child ended meanwhile: go on
                 os.kill(pid, signal.SIGSTOP)
                 stopped.append(pid)
         yield
@@ -158,8 +154,7 @@ def test_a_request_gets_a_json_503_in_seconds_while_the_server_is_frozen(
 def test_under_load_with_the_server_frozen_every_answer_comes_in_time(
     own_server, app_on_own_server, tmp_path
 ):
-    """gunicorn as production runs it, 40 requests waiting on a frozen database, and /health
-    asked meanwhile: it keeps its deadline, and every request gets its JSON 503 in seconds."""
+    """gunicorn, 40 requests on a frozen database, /health meanwhile: every 503 comes in time."""
     process = own_server.start()
     with app_on_own_server.app_context():
         upgrade()

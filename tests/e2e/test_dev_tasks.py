@@ -1,9 +1,4 @@
-"""The development tasks and the refusals, run as a user runs them: the real `inv` in a
-subprocess, against real local servers (`inv test` itself: tests/e2e/test_tasks.py).
-
-They run in a copy of the project (tasks, app, env, migrations and a few sample tests),
-so the servers they start and stop are never the developer's own.
-"""
+"""The development tasks and the refusals, as a user runs them, in a copy of the project."""
 
 import json
 import re
@@ -108,11 +103,9 @@ def test_development_data_survives_a_restart(project, dev_port):
 def test_inv_dev_serves_the_app_and_ctrl_c_keeps_the_database(
     project, dev_port, app_with_a_bug, monkeypatch
 ):
-    """A bug in a view shows Werkzeug's debugger page, its traceback in the terminal; the
-    debugger's PIN is not Werkzeug's default, which comes from the user name, the Flask
-    module's path, the MAC address and the machine id: what any local user can compute, as
-    this test does (that each run draws another: tests/test_steps.py)."""
+    """A bug shows Werkzeug's debugger page and its traceback; the PIN is not Werkzeug's default."""
     monkeypatch.delenv("WERKZEUG_DEBUG_PIN", raising=False)
+    # Werkzeug's default comes from what any local user can read: user, paths, MAC, machine id.
     flask_app = type("Flask", (), {"__module__": "flask.app"})()  # as `flask run` names its app
     derivable = get_pin_and_cookie_name(flask_app)[0]
     web_port = free_port()
@@ -149,8 +142,7 @@ def test_inv_flask_reaches_the_database_and_ctrl_c_in_its_shell_cancels_the_line
     query = b'print("answer:", db.session.execute(db.text("SELECT 6 * 7")).scalar())\n'
 
     def ctrl_c_as_a_person_types_it(output: str) -> bytes:
-        # Not within microseconds of the prompt: Python's readline loop checks for signals
-        # only when its select() is interrupted, and one sent before it waits would wait too.
+        # Not at the prompt's instant: readline sees a signal only when it interrupts its select().
         time.sleep(0.5)
         return b"\x03"
 
@@ -222,8 +214,7 @@ def test_bad_input_is_one_line_and_a_failure(project, args, env, message):
 
 
 def test_an_impostor_on_our_servers_ports_gets_no_connection(project, dev_port):
-    """Local servers listen on a Unix socket in a private folder only: a port another user
-    took first, or takes in the race with our postmaster, leads nowhere."""
+    """Local servers listen on a private Unix socket only: a squatted or raced port gets nothing."""
     squatter, racer = Impostor(), Impostor()
     assert squatter.listen(int(dev_port)) == int(dev_port)
     racer.race(project.name)
@@ -273,8 +264,7 @@ def test_auto_uses_local_binaries_when_no_docker_engine_answers(project):
 
 
 def test_inv_serve_runs_gunicorn_and_stops_on_ctrl_c(project, dev_port, app_with_a_bug, tmp_path):
-    """A bug in a view is the JSON 500 there, FLASK_DEBUG=1 or not: gunicorn has no debugger.
-    No control socket in the home folder, which every project of the user would share."""
+    """A bug is the JSON 500 there, FLASK_DEBUG=1 or not, and no control socket lands in HOME."""
     web_port = str(free_port())
     # A master and its worker, each importing the app: one worker is enough to stop.
     run = start_inv(
@@ -298,8 +288,7 @@ def test_inv_serve_runs_gunicorn_and_stops_on_ctrl_c(project, dev_port, app_with
 
 
 def test_no_flaskenv_of_a_parent_folder_is_loaded(project, tmp_path, dev_port):
-    """Flask's CLI looks for .flaskenv and .env in every folder above the one it runs in,
-    where another user may have written one (/tmp is everyone's)."""
+    """Flask's CLI reads .flaskenv and .env from every parent folder, where others may write."""
     ran = tmp_path / "ran"
     evil = project.parent / "evil.py"
     evil.write_text(f"import pathlib\npathlib.Path({str(ran)!r}).touch()\n")
@@ -318,8 +307,7 @@ def test_no_flaskenv_of_a_parent_folder_is_loaded(project, tmp_path, dev_port):
 
 
 def test_with_database_url_set_the_db_tasks_touch_no_database(project, dev_port):
-    """DATABASE_URL names another database than the one the db tasks manage: they refuse,
-    rather than empty one database and migrate the other while naming the first."""
+    """They refuse: DATABASE_URL names another database than the one they manage."""
     assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0
     password = dev_password(project)
     socket = local_socket(project)

@@ -1,8 +1,4 @@
-"""What an attacker on the same machine, or a careless user, would try: done for real.
-
-Attacks by the server's account (`pglocal`, which runs PostgreSQL when the tasks run as
-root and so can write its own folders) need root to set up and are skipped otherwise.
-"""
+"""What an attacker on the same machine, or a careless user, would try: done for real."""
 
 import contextlib
 import os

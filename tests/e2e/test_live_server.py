@@ -1,5 +1,4 @@
-"""The app under gunicorn, as `inv serve` runs it, against the test database: real HTTP,
-real concurrency, committed rows (each test removes its own)."""
+"""The app under gunicorn, as `inv serve` runs it, on the test database: real HTTP and races."""
 
 import contextlib
 import json
@@ -94,10 +93,8 @@ def test_the_live_server_answers_health_and_json_errors(live_server):
 
 
 def test_sigterm_lets_a_request_in_flight_finish(app, race_email, tmp_path, monkeypatch):
-    """docker stop and rolling updates send SIGTERM: a request already being received still
-    gets its answer (gunicorn.conf.py's graceful_timeout), and the server then exits cleanly.
-    One worker (WEB_CONCURRENCY=1): the request is in it, and a second would only cost."""
-    monkeypatch.setenv("WEB_CONCURRENCY", "1")
+    """SIGTERM (docker stop, a rolling update): a request being received is answered; exit 0."""
+    monkeypatch.setenv("WEB_CONCURRENCY", "1")  # the request's worker; a second would only cost
     log = tmp_path / "server.log"
     body = json.dumps({"email": race_email}).encode()
     head = (
@@ -123,13 +120,12 @@ def test_sigterm_lets_a_request_in_flight_finish(app, race_email, tmp_path, monk
     assert '"POST /users HTTP/1.1" 201' in log.read_text()  # the access log, on stdout
 
 
-SLOW_CLIENTS = 48  # 16 were not always enough to stall every thread (2 workers x 4 threads)
+SLOW_CLIENTS = 48  # several per thread of a threaded gunicorn (2 workers x 4 threads)
 
 
 @contextlib.contextmanager
 def slow_clients(url: str, count: int, trickle: bool) -> Iterator[list[socket.socket]]:
-    """Clients that send their headers and then a byte of the body now and then (trickle),
-    or nothing more."""
+    """Clients that send their headers, then a byte of the body now and then (trickle) or none."""
     host, port = url.removeprefix("http://").split(":")
     stop = threading.Event()
     sockets = []

@@ -1,5 +1,4 @@
-"""`inv db.migrate` and `inv db.upgrade` on numbered migrations, run as a user runs them: the
-real `inv` in a copy of the project, against its own local development server."""
+"""`inv db.migrate` and `inv db.upgrade` on numbered migrations, in a copy of the project."""
 
 from alembic.script import ScriptDirectory
 from project_copy import free_port, local_inv, module_copy

@@ -1,9 +1,4 @@
-"""`inv test` and plain pytest, run as a user runs them: the real `inv` in a subprocess,
-against real local servers (the other tasks: tests/e2e/test_dev_tasks.py).
-
-They run in a copy of the project (tasks, app, env, migrations and a few sample tests),
-so the servers they start and stop are never the developer's own.
-"""
+"""`inv test` and plain pytest, as a user runs them, in a copy of the project."""
 
 import contextlib
 import shutil
@@ -104,8 +99,7 @@ def test_two_runs_at_once_do_not_collide(project, leaves_nothing_behind):
 
 
 def test_a_run_with_coverage_leaves_the_data_of_another_run_alone(project, leaves_nothing_behind):
-    """pytest-cov combines every data file beside its own: two runs in one folder took (and
-    deleted) each other's, and 1 in 12 ended INTERNALERROR ... SQLITE_CANTOPEN."""
+    """By default pytest-cov combines, and deletes, every data file beside its own."""
     from coverage import CoverageData
 
     other = CoverageData(basename=str(project / ".coverage.another-run.1.1"))
@@ -139,8 +133,7 @@ def test_an_interrupted_run_stops_its_server_and_deletes_its_cluster(project, tm
 
 
 def test_a_killed_inv_test_leaves_nothing_running_past_the_next_seconds(project, tmp_path):
-    """SIGKILL gives inv no chance to clean up: pytest, told by the kernel (Linux's
-    PR_SET_PDEATHSIG), stops the server it started and deletes its cluster."""
+    """SIGKILL gives inv no chance: pytest, told by the kernel (PR_SET_PDEATHSIG), cleans up."""
     marker = tmp_path / "started"
     run = start_inv(project, "local", "test", SAMPLE_MARKER=str(marker))
     wait_for_marker(marker, run)

@@ -1,5 +1,4 @@
-"""The app started without inv (a bare `flask run`, `python wsgi.py`, an IDE's run button):
-one line that names `inv dev`, and a failure."""
+"""The app started without inv (`flask run`, `python wsgi.py`): one line naming `inv dev`."""
 
 import os
 import subprocess
