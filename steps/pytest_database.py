@@ -6,15 +6,16 @@ The server (throwaway, or the warm one of `db.up`) starts through the steps whil
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from invoke import Exit
 
-from steps import PROJECT
+from steps import PROJECT, scenarios
 from steps.environment import Env, exported, load_env
 from steps.postgres import connect
 from steps.servers import TEST_DATABASE, clone_databases, database_for_tests
@@ -96,6 +97,39 @@ def test_database(test_server) -> Iterator[str]:
         yield name
 
 
+@pytest.fixture(scope="session")
+def scenario_copies(test_server) -> Iterator[Callable[[str], str]]:
+    """This process's copy of a scenario's template by its name: made on first use, dropped after."""
+    env, host, port = test_server
+    copies: dict[str, str] = {}
+
+    def copy(name: str) -> str:
+        if name not in scenarios.names():
+            pytest.fail(
+                f"no scenario {name!r} (scenarios/{name}.py): choose one of {scenarios.names()}"
+            )
+        if name not in copies:
+            with server_connection(env, host, port) as server:
+                template = scenario_template(env, server, name)
+            suffix = "_" + scenario_label(name).rstrip("_")
+            copies[name] = stack.enter_context(copy_of(env, host, port, template, suffix))
+        return copies[name]
+
+    with contextlib.ExitStack() as stack:
+        yield copy
+
+
+@pytest.fixture
+def scenario_database(request, scenario_copies) -> str | None:
+    """The test's copy of its scenario's data (@pytest.mark.scenario("NAME")), None without one."""
+    marker = request.node.get_closest_marker("scenario")
+    return scenario_copies(*marker.args) if marker else None
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "scenario(name): the test's data is scenarios/NAME.py's")
+
+
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
     """SIGTERM stops the session as Ctrl-C does (pytest takes a SystemExit for a failed test)."""
@@ -131,32 +165,68 @@ def migrations_digest() -> str:
 
 def template_at_head(env: Env, server) -> str:
     """The template at the migrations' head, built under a lock if missing; older ones dropped."""
+    return template(env, server, "", migrations_digest(), migrate)
+
+
+def scenario_template(env: Env, server, name: str) -> str:
+    """The template holding scenarios/NAME.py's data at head, built like the one at head."""
+    head = template_at_head(env, server)
+    key = hashlib.sha256(f"{head}\0{scenarios.digest(name)}".encode()).hexdigest()[:12]
+    host, port = server.info.host, server.info.port
+
+    def fill(database: str) -> None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        engine = create_engine(
+            "postgresql+psycopg2://", poolclass=NullPool,
+            creator=lambda: connect(env, host, port, database),
+        )  # fmt: skip
+        scenarios.build(name, engine)
+
+    return template(env, server, scenario_label(name), key, fill, copied_from=head)
+
+
+def scenario_label(name: str) -> str:
+    """What the names of a scenario's template and copies hold: short, for PostgreSQL's 63 bytes."""
+    return f"s{hashlib.sha256(name.encode()).hexdigest()[:8]}_"
+
+
+def template(env: Env, server, label: str, key: str, fill, copied_from: str | None = None) -> str:
+    """Template `<prefix><label><key>`, made (from `copied_from`) and filled if missing; the
+    same label's older templates dropped. Under a lock: the other processes wait, then find it."""
     from psycopg2 import sql
 
     prefix = clone_databases(env)[0]
-    template = prefix + migrations_digest()
+    name = f"{prefix}{label}{key}"
     with server.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", (prefix,))
         try:
-            cursor.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (template,))
+            cursor.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,))
             if cursor.fetchone() != (True,):
-                drop(cursor, template)  # half made by a run that was killed
-                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template)))
-                migrate(template)
+                drop(cursor, name)  # half made by a run that was killed
+                create = "CREATE DATABASE {}" + (" TEMPLATE {}" if copied_from else "")
+                names = [sql.Identifier(n) for n in (name, copied_from) if n]
+                cursor.execute(sql.SQL(create).format(*names))
+                try:
+                    fill(name)
+                except BaseException:
+                    drop(cursor, name)
+                    raise
                 # No connection may open it again: a copy fails while one is open.
                 options = "IS_TEMPLATE true ALLOW_CONNECTIONS false"
-                cursor.execute(
-                    sql.SQL("ALTER DATABASE {} WITH " + options).format(sql.Identifier(template))
-                )
+                cursor.execute(sql.SQL("ALTER DATABASE {} WITH " + options).format(names[0]))
+                # A new head: every older template of the clone (scenarios too) is stale.
+                older = re.compile(re.escape(prefix + label) + ("[0-9a-f]{12}" if label else ".*"))
                 cursor.execute(
                     "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)
                 )
-                for (older,) in cursor.fetchall():
-                    if older != template:
-                        drop(cursor, older)
+                for (found,) in cursor.fetchall():
+                    if found != name and older.fullmatch(found):
+                        drop(cursor, found)
         finally:
             cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", (prefix,))
-    return template
+    return name
 
 
 def migrate(name: str) -> None:
@@ -182,11 +252,11 @@ def drop(cursor, name: str) -> None:
 
 
 @contextlib.contextmanager
-def copy_of(env: Env, host: str, port: int, template: str) -> Iterator[str]:
+def copy_of(env: Env, host: str, port: int, template: str, suffix: str = "") -> Iterator[str]:
     """A database made from the template for this process, dropped on the way out."""
     from psycopg2 import sql
 
-    name = f"{clone_databases(env)[1]}{os.getpid()}"
+    name = f"{clone_databases(env)[1]}{os.getpid()}{suffix}"
     with server_connection(env, host, port) as server, server.cursor() as cursor:
         drop(cursor, name)
         query = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
@@ -206,6 +276,6 @@ def remove_abandoned_copies(env: Env, server) -> None:
     with server.cursor() as cursor:
         cursor.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,))
         for (name,) in cursor.fetchall():
-            pid = name.removeprefix(prefix)
+            pid = name.removeprefix(prefix).split("_")[0]  # a scenario's copy: <pid>_<name>
             if pid.isdigit() and not process_alive(int(pid)):
                 drop(cursor, name)

@@ -1,7 +1,9 @@
 """`app`, `client` and `database`, on the test database of steps/pytest_database.py."""
 
 import pytest
+from sqlalchemy import create_engine
 from sqlalchemy.orm import scoped_session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 
 @pytest.fixture(scope="session")
@@ -17,14 +19,20 @@ def app(test_database):
 
 
 @pytest.fixture
-def database(app):
-    """The Flask-SQLAlchemy `db`, its session in a transaction rolled back after the test."""
+def database(app, scenario_database):
+    """The Flask-SQLAlchemy `db`, its session in a transaction rolled back after the test.
+
+    The code under test may commit and roll back (savepoints): nothing of it outlives the test.
+    With @pytest.mark.scenario("NAME"), the data of scenarios/NAME.py is there.
+    """
     from app.extensions import db
 
     with app.app_context():
-        connection = db.engine.connect()
+        engine = db.engine
+        if scenario_database:  # this process's copy of the scenario, made by the plugin
+            engine = create_engine(engine.url.set(database=scenario_database), poolclass=NullPool)
+        connection = engine.connect()
         transaction = connection.begin()
-        # Savepoints: the code under test may commit and roll back; nothing outlives the test.
         session = scoped_session(
             sessionmaker(bind=connection, join_transaction_mode="create_savepoint")
         )

@@ -7,7 +7,7 @@ import shutil
 import psycopg2
 import pytest
 
-from steps import PROJECT, pytest_database
+from steps import PROJECT, pytest_database, scenarios
 from steps.servers import clone_databases
 
 
@@ -35,7 +35,8 @@ def test_each_process_works_in_a_copy_of_a_template_nobody_can_connect_to(server
     templates, copies = clone_databases(env)
     assert test_database == f"{copies}{os.getpid()}"
     template = templates + pytest_database.migrations_digest()
-    assert databases(connection, templates) == {template: (True, False)}
+    heads = {n: v for n, v in databases(connection, templates).items() if len(n) == len(template)}
+    assert heads == {template: (True, False)}  # beside the scenarios' (longer names)
     with pytest.raises(psycopg2.OperationalError, match="is not currently accepting connections"):
         psycopg2.connect(**{**connection.get_dsn_parameters(), "dbname": template,
                             "password": env["POSTGRES_PASSWORD"]})  # fmt: skip
@@ -76,9 +77,63 @@ def test_copies_left_by_killed_processes_are_dropped_and_live_ones_kept(server):
         pytest.skip("DB_SERVER=external: process ids of another machine mean nothing here")
     copies = clone_databases(env)[1]
     dead = 2**22 + 1  # above the kernel's largest process id
+    dead_ones = [f"{copies}{dead}", f"{copies}{dead}_{pytest_database.scenario_label('x')[:-1]}"]
     with connection.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{copies}{dead}"')
+        for name in dead_ones:
+            cursor.execute(f'CREATE DATABASE "{name}"')
     with contextlib.ExitStack() as cleanup:
-        cleanup.callback(pytest_database.drop, connection.cursor(), f"{copies}{dead}")
+        for name in dead_ones:
+            cleanup.callback(pytest_database.drop, connection.cursor(), name)
         pytest_database.remove_abandoned_copies(env, connection)
-        assert set(databases(connection, copies)) == {f"{copies}{os.getpid()}"}
+        left = set(databases(connection, copies))
+        assert not left & set(dead_ones) and f"{copies}{os.getpid()}" in left
+
+
+@pytest.fixture
+def scenario_folder(tmp_path, monkeypatch):
+    """A copy of scenarios/ to edit, which the steps then read."""
+    shutil.copytree(PROJECT / "scenarios", tmp_path / "scenarios")
+    monkeypatch.setattr(scenarios, "FOLDER", tmp_path / "scenarios")
+    return tmp_path / "scenarios"
+
+
+def test_editing_a_scenario_rebuilds_its_template_only(server, scenario_folder):
+    env, connection = server
+    head = pytest_database.template_at_head(env, connection)
+    ten = pytest_database.scenario_template(env, connection, "ten_users")
+    many = pytest_database.scenario_template(env, connection, "many_users")
+    assert pytest_database.scenario_template(env, connection, "ten_users") == ten  # kept
+    module = scenario_folder / "ten_users.py"
+    module.write_text(module.read_text().replace("range(10)", "range(3)"))
+    edited = pytest_database.scenario_template(env, connection, "ten_users")
+    assert edited != ten
+    assert set(databases(connection, pytest_database.clone_databases(env)[0])) == {
+        head,
+        edited,
+        many,
+    }
+
+
+def test_editing_a_migration_rebuilds_the_scenarios(server, tmp_path, monkeypatch):
+    env, connection = server
+    before = pytest_database.scenario_template(env, connection, "ten_users")
+    shutil.copytree(PROJECT / "migrations", tmp_path / "migrations")
+    first = next((tmp_path / "migrations" / "versions").glob("0001_*.py"))
+    first.write_text(first.read_text() + "\n# edited\n")
+    monkeypatch.setattr(pytest_database, "PROJECT", tmp_path)
+    assert pytest_database.scenario_template(env, connection, "ten_users") != before
+
+
+def test_a_scenario_that_raises_leaves_no_template(server, scenario_folder):
+    env, connection = server
+    (scenario_folder / "broken.py").write_text(
+        '"""Half the data, then an error."""\n\nfrom app.models import User\n\n\n'
+        "def build(session):\n"
+        '    session.add(User(email="a@example.com"))\n'
+        "    session.flush()\n"
+        '    raise RuntimeError("the scenario broke")\n'
+    )
+    with pytest.raises(RuntimeError, match="the scenario broke"):
+        pytest_database.scenario_template(env, connection, "broken")
+    label = pytest_database.clone_databases(env)[0] + pytest_database.scenario_label("broken")
+    assert databases(connection, label) == {}
