@@ -12,7 +12,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit
 
-from steps import PROJECT, app_commands, compose, postgres, servers, swarm
+from steps import PROJECT, app_commands, compose, postgres, scenarios, servers, swarm, templates
 from steps.commands import (
     background,
     confirm,
@@ -90,11 +90,49 @@ def dev(c):
     )
     with app_database(c, env):
         app_commands.migrate_to_head()
-        pin = app_commands.debugger_pin()
-        export(WERKZEUG_DEBUG_PIN=pin)
         say(f"serving http://{host}:{port}/ (Ctrl-C stops Flask; the database keeps running)")
-        say(f"the debugger's PIN for this run: {pin} (random; only this terminal shows it)")
-        raise Exit(code=app_commands.flask("run", *remainder(c)))
+        raise Exit(code=flask_run(*remainder(c)))
+
+
+def flask_run(*args: str) -> int:
+    """`flask run` with a random debugger PIN, shown on this terminal only."""
+    pin = app_commands.debugger_pin()
+    export(WERKZEUG_DEBUG_PIN=pin)
+    say(f"the debugger's PIN for this run: {pin} (random; only this terminal shows it)")
+    return app_commands.flask("run", *args)
+
+
+def no_scenarios_in_production(env) -> None:
+    if env.production:
+        fail("scenarios are test and demo data: not for the production database")
+
+
+@task(name="scenario", help={"name": "the scenario (`inv scenarios` lists them)"})
+def scenario_run(c, name):
+    """Run the app (as `inv dev`) on a throwaway database holding a scenario, on a free port."""
+    env = load_env()
+    scenarios.require(name)
+    no_scenarios_in_production(env)
+    port = postgres.free_port()
+    with (
+        server(c, env) as (host, db_port),
+        templates.copy_of_scenario(env, host, db_port, name) as database,
+    ):
+        export(APPLICATION_DB=database)
+        url = f"http://{postgres.LOOPBACK}:{port}/"
+        say(f"serving the {name} scenario at {url} (Ctrl-C stops it and drops {database})")
+        code = flask_run("--host", postgres.LOOPBACK, "--port", str(port))
+    raise Exit(code=code)
+
+
+@task(name="scenarios")
+def scenarios_list(c):
+    """List the scenarios (scenarios/NAME.py), each with its docstring's first line."""
+    names = scenarios.names()
+    if not names:
+        say("no scenario yet: add scenarios/NAME.py with a build(session) function")
+    for name in names:
+        print(f"{name:<{max(map(len, names))}}  {scenarios.summary(name)}")
 
 
 @task
@@ -311,6 +349,30 @@ def db_shell(c):
         )
 
 
+@task(
+    name="seed",
+    help={"name": "the scenario (`inv scenarios` lists them)", "yes": "no question asked"},
+)
+def db_seed(c, name, yes=False):
+    """Add a scenario's data to this environment's database (asks first where it has rows)."""
+    env = load_env()
+    scenarios.require(name)
+    no_scenarios_in_production(env)
+    target = f"the {env.name} database {env['APPLICATION_DB']}"
+    with server(c, env) as (host, port):
+        postgres.create_database(env, host, port)
+        app_commands.migrate_to_head()
+        if rows := postgres.tables_with_rows(env, host, port):
+            question = f"{target} has rows (in {', '.join(rows)}): add the {name} scenario to them?"
+            confirm(question, yes, env.production)
+        try:
+            scenarios.build(name, lambda: postgres.connect(env, host, port, env["APPLICATION_DB"]))
+        except Exception as error:
+            reason = (str(error).strip().splitlines() or [""])[0]
+            fail(f"the {name} scenario failed, nothing was added: {type(error).__name__}: {reason}")
+        say(f"{target} holds the {name} scenario's data")
+
+
 @task(name="reset", help={"yes": "no question asked (required without a TTY and in production)"})
 def db_reset(c, yes=False):
     """Drop and recreate the app's database, then migrate it to head."""
@@ -453,9 +515,12 @@ db = Collection(
     db_status,
     db_shell,
     db_reset,
+    db_seed,
 )
 stack = Collection("stack", stack_deploy, stack_status, stack_rm)
 ns = Collection(dev, serve, test, fuzz, lint, format, lock, flask_cli, compose_cli, db, stack)
+ns.add_task(scenario_run)
+ns.add_task(scenarios_list)
 ns.configure(
     {
         "postgres": {"ready_timeout": 30.0},

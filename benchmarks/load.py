@@ -37,7 +37,7 @@ from measuring import BenchmarkError, load_testing_env, markdown_table, one_line
 from psycopg2.extensions import connection as Connection
 
 from steps import PROJECT, app_commands, commands, environment, postgres, servers
-from steps.pytest_database import copy_of, server_connection, template_at_head
+from steps.templates import copy_of, server_connection, template_at_head
 
 SEED_USERS = 5000
 WRK_THREADS = 2  # one per core: wrk shares the machine with the app and the database
@@ -246,7 +246,7 @@ class Load:
 
 @contextlib.contextmanager
 def test_database(env: environment.Env) -> Iterator[tuple[str, int, str]]:
-    """The database a pytest process of `inv test` gets (steps/pytest_database.py): the tests'
+    """The database a pytest process of `inv test` gets (steps/templates.py): the tests'
     server, the template at head, a copy of it (exported as APPLICATION_DB for the servers)."""
     with servers.database_for_tests(env) as (host, port):
         with server_connection(env, host, port) as server:

@@ -34,7 +34,7 @@ from measuring import (
     timed,
 )
 
-from steps import compose, environment, pytest_database, servers
+from steps import compose, environment, servers, templates
 from steps.servers import local, local_files, local_template
 
 TESTS = 500
@@ -42,12 +42,12 @@ PYTEST_RUNS = 3
 # What a cold `inv test` does before and after pytest's own run, in one fresh interpreter.
 COLD_TEST = """\
 import tasks
-from steps import environment, pytest_database, servers
+from steps import environment, templates, servers
 env = environment.load_env("testing")
 with servers.database_for_tests(env) as (host, port):
-    with pytest_database.server_connection(env, host, port) as server:
-        template = pytest_database.template_at_head(env, server)
-    with pytest_database.copy_of(env, host, port, template):
+    with templates.server_connection(env, host, port) as server:
+        template = templates.template_at_head(env, server)
+    with templates.copy_of(env, host, port, template):
         pass
 """
 
@@ -101,10 +101,10 @@ def cold_steps(env: environment.Env) -> dict[str, float]:
     with contextlib.redirect_stderr(io.StringIO()), contextlib.ExitStack() as server_up:
         host, port = server_up.enter_context(servers.database_for_tests(env))
         marks.append(time.perf_counter())
-        with pytest_database.server_connection(env, host, port) as server:
-            template = pytest_database.template_at_head(env, server)
+        with templates.server_connection(env, host, port) as server:
+            template = templates.template_at_head(env, server)
         marks.append(time.perf_counter())
-        with pytest_database.copy_of(env, host, port, template):
+        with templates.copy_of(env, host, port, template):
             marks.append(time.perf_counter())
         marks.append(time.perf_counter())
         server_up.close()
@@ -198,8 +198,8 @@ def isolation(env: environment.Env, runs: int) -> list[Row]:
         servers.database_for_tests(env) as (host, port),
         tempfile.TemporaryDirectory(prefix="server-overhead-") as root,
     ):
-        with pytest_database.server_connection(env, host, port) as server:
-            pytest_database.template_at_head(env, server)  # built before the runs are timed
+        with templates.server_connection(env, host, port) as server:
+            templates.template_at_head(env, server)  # built before the runs are timed
         suites = {name: write_suite(Path(root) / name, name) for name in times}
         for _ in range(runs):  # taking turns, so that noise hits both suites alike
             for name, suite in suites.items():

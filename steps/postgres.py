@@ -119,6 +119,28 @@ def applied_revision(env: Env, host: str, port: int) -> str | None:
     return row[0] if row else None
 
 
+def tables_with_rows(env: Env, host: str, port: int) -> list[str]:
+    """The tables of APPLICATION_DB that hold rows (alembic_version aside)."""
+    from psycopg2 import sql
+
+    connection = connect(env, host, port, env["APPLICATION_DB"])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT schemaname, tablename FROM pg_tables WHERE tablename <> 'alembic_version' "
+                "AND schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY tablename"
+            )
+            tables = cursor.fetchall()
+            found = []
+            for schema, table in tables:
+                name = sql.Identifier(schema, table)
+                cursor.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(name))
+                found += [table] if cursor.fetchone()[0] else []
+            return found
+    finally:
+        connection.close()
+
+
 def set_password(env: Env, host: str, port: int, password: str) -> str:
     """Give POSTGRES_USER a new password (connecting with its current one); returns it."""
     from psycopg2 import sql

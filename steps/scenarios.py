@@ -6,6 +6,7 @@ import ast
 import hashlib
 import importlib.util
 import re
+from collections.abc import Callable
 
 from steps import PROJECT
 from steps.commands import fail
@@ -61,13 +62,16 @@ def digest(name: str) -> str:
     return hashed.hexdigest()[:12]
 
 
-def build(name: str, bind) -> None:
-    """Run the scenario's build(session) on a SQLAlchemy engine or connection, and commit."""
+def build(name: str, connect: Callable) -> None:
+    """Run the scenario's build(session) on the database `connect()` opens, and commit."""
+    from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
+    from sqlalchemy.pool import NullPool
 
     spec = importlib.util.spec_from_file_location(f"scenarios.{name}", FOLDER / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    with Session(bind=bind) as session:
+    engine = create_engine("postgresql+psycopg2://", poolclass=NullPool, creator=connect)
+    with Session(bind=engine) as session:
         module.build(session)
         session.commit()

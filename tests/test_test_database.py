@@ -1,4 +1,4 @@
-"""The tests' database (steps/pytest_database.py): a copy of a template at the migrations' head."""
+"""The tests' database (steps/templates.py): a copy of a template at the migrations' head."""
 
 import contextlib
 import os
@@ -7,7 +7,7 @@ import shutil
 import psycopg2
 import pytest
 
-from steps import PROJECT, pytest_database, scenarios
+from steps import PROJECT, scenarios, templates
 from steps.servers import clone_databases
 
 
@@ -15,7 +15,7 @@ from steps.servers import clone_databases
 def server(test_server, test_database):
     """(env, a connection to the test server's maintenance database)."""
     env, host, port = test_server
-    with pytest_database.server_connection(env, host, port) as connection:
+    with templates.server_connection(env, host, port) as connection:
         yield env, connection
 
 
@@ -32,10 +32,10 @@ def databases(connection, prefix: str) -> dict[str, tuple[bool, bool]]:
 
 def test_each_process_works_in_a_copy_of_a_template_nobody_can_connect_to(server, test_database):
     env, connection = server
-    templates, copies = clone_databases(env)
+    prefix, copies = clone_databases(env)
     assert test_database == f"{copies}{os.getpid()}"
-    template = templates + pytest_database.migrations_digest()
-    heads = {n: v for n, v in databases(connection, templates).items() if len(n) == len(template)}
+    template = prefix + templates.migrations_digest()
+    heads = {n: v for n, v in databases(connection, prefix).items() if len(n) == len(template)}
     assert heads == {template: (True, False)}  # beside the scenarios' (longer names)
     with pytest.raises(psycopg2.OperationalError, match="is not currently accepting connections"):
         psycopg2.connect(**{**connection.get_dsn_parameters(), "dbname": template,
@@ -46,28 +46,28 @@ def test_editing_a_migration_makes_a_new_template_and_drops_the_old_one(
     server, tmp_path, monkeypatch
 ):
     env, connection = server
-    templates = clone_databases(env)[0]
+    prefix = clone_databases(env)[0]
     shutil.copytree(PROJECT / "migrations", tmp_path / "migrations")
     first = next((tmp_path / "migrations" / "versions").glob("0001_*.py"))
     first.write_text(first.read_text() + "\n# edited\n")
-    before = pytest_database.template_at_head(env, connection)
-    monkeypatch.setattr(pytest_database, "PROJECT", tmp_path)
+    before = templates.template_at_head(env, connection)
+    monkeypatch.setattr(templates, "PROJECT", tmp_path)
     try:
-        edited = pytest_database.template_at_head(env, connection)
+        edited = templates.template_at_head(env, connection)
         assert edited != before
-        assert databases(connection, templates) == {edited: (True, False)}
+        assert databases(connection, prefix) == {edited: (True, False)}
     finally:
         monkeypatch.undo()
-        assert pytest_database.template_at_head(env, connection) == before
-    assert databases(connection, templates) == {before: (True, False)}
+        assert templates.template_at_head(env, connection) == before
+    assert databases(connection, prefix) == {before: (True, False)}
 
 
 def test_a_template_half_made_by_a_killed_run_is_made_again(server):
     env, connection = server
-    template = pytest_database.template_at_head(env, connection)
+    template = templates.template_at_head(env, connection)
     with connection.cursor() as cursor:  # as if the run was killed before its last step
         cursor.execute(f'ALTER DATABASE "{template}" IS_TEMPLATE false ALLOW_CONNECTIONS true')
-    assert pytest_database.template_at_head(env, connection) == template
+    assert templates.template_at_head(env, connection) == template
     assert databases(connection, template) == {template: (True, False)}
 
 
@@ -77,14 +77,14 @@ def test_copies_left_by_killed_processes_are_dropped_and_live_ones_kept(server):
         pytest.skip("DB_SERVER=external: process ids of another machine mean nothing here")
     copies = clone_databases(env)[1]
     dead = 2**22 + 1  # above the kernel's largest process id
-    dead_ones = [f"{copies}{dead}", f"{copies}{dead}_{pytest_database.scenario_label('x')[:-1]}"]
+    dead_ones = [f"{copies}{dead}", f"{copies}{dead}_{templates.scenario_label('x')[:-1]}"]
     with connection.cursor() as cursor:
         for name in dead_ones:
             cursor.execute(f'CREATE DATABASE "{name}"')
     with contextlib.ExitStack() as cleanup:
         for name in dead_ones:
-            cleanup.callback(pytest_database.drop, connection.cursor(), name)
-        pytest_database.remove_abandoned_copies(env, connection)
+            cleanup.callback(templates.drop, connection.cursor(), name)
+        templates.remove_abandoned_copies(env, connection)
         left = set(databases(connection, copies))
         assert not left & set(dead_ones) and f"{copies}{os.getpid()}" in left
 
@@ -99,15 +99,15 @@ def scenario_folder(tmp_path, monkeypatch):
 
 def test_editing_a_scenario_rebuilds_its_template_only(server, scenario_folder):
     env, connection = server
-    head = pytest_database.template_at_head(env, connection)
-    ten = pytest_database.scenario_template(env, connection, "ten_users")
-    many = pytest_database.scenario_template(env, connection, "many_users")
-    assert pytest_database.scenario_template(env, connection, "ten_users") == ten  # kept
+    head = templates.template_at_head(env, connection)
+    ten = templates.scenario_template(env, connection, "ten_users")
+    many = templates.scenario_template(env, connection, "many_users")
+    assert templates.scenario_template(env, connection, "ten_users") == ten  # kept
     module = scenario_folder / "ten_users.py"
     module.write_text(module.read_text().replace("range(10)", "range(3)"))
-    edited = pytest_database.scenario_template(env, connection, "ten_users")
+    edited = templates.scenario_template(env, connection, "ten_users")
     assert edited != ten
-    assert set(databases(connection, pytest_database.clone_databases(env)[0])) == {
+    assert set(databases(connection, templates.clone_databases(env)[0])) == {
         head,
         edited,
         many,
@@ -116,12 +116,12 @@ def test_editing_a_scenario_rebuilds_its_template_only(server, scenario_folder):
 
 def test_editing_a_migration_rebuilds_the_scenarios(server, tmp_path, monkeypatch):
     env, connection = server
-    before = pytest_database.scenario_template(env, connection, "ten_users")
+    before = templates.scenario_template(env, connection, "ten_users")
     shutil.copytree(PROJECT / "migrations", tmp_path / "migrations")
     first = next((tmp_path / "migrations" / "versions").glob("0001_*.py"))
     first.write_text(first.read_text() + "\n# edited\n")
-    monkeypatch.setattr(pytest_database, "PROJECT", tmp_path)
-    assert pytest_database.scenario_template(env, connection, "ten_users") != before
+    monkeypatch.setattr(templates, "PROJECT", tmp_path)
+    assert templates.scenario_template(env, connection, "ten_users") != before
 
 
 def test_a_scenario_that_raises_leaves_no_template(server, scenario_folder):
@@ -134,6 +134,6 @@ def test_a_scenario_that_raises_leaves_no_template(server, scenario_folder):
         '    raise RuntimeError("the scenario broke")\n'
     )
     with pytest.raises(RuntimeError, match="the scenario broke"):
-        pytest_database.scenario_template(env, connection, "broken")
-    label = pytest_database.clone_databases(env)[0] + pytest_database.scenario_label("broken")
+        templates.scenario_template(env, connection, "broken")
+    label = templates.clone_databases(env)[0] + templates.scenario_label("broken")
     assert databases(connection, label) == {}

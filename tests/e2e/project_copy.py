@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from steps import compose, environment
-from steps.servers import local
+from steps.servers import local, local_files
 
 PROJECT = Path(__file__).resolve().parents[2]
 INV = [sys.executable, "-m", "invoke"]
@@ -63,7 +63,7 @@ def make_copy(root: Path) -> Path:
     ):
         shutil.copy(PROJECT / name, root / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.local.env")
-    for name in ("app", "steps", "env", "migrations", "compose", "requirements"):
+    for name in ("app", "steps", "env", "migrations", "compose", "requirements", "scenarios"):
         shutil.copytree(PROJECT / name, root / name, ignore=ignore)
     (root / "tests").mkdir()
     shutil.copy(PROJECT / "tests" / "conftest.py", root / "tests" / "conftest.py")
@@ -204,7 +204,7 @@ def local_copy(root: Path) -> Iterator[Path]:
         for env in ("development", "testing"):
             if may_be_running(root, env):  # a db.down costs an interpreter; most need none
                 run_inv(root, "local", "db.down", APPLICATION_CONFIG=env)
-        shutil.rmtree(local.state_root(root), ignore_errors=True)
+        shutil.rmtree(local_files.state_root(root), ignore_errors=True)
 
 
 def may_be_running(root: Path, env: str) -> bool:

@@ -30,7 +30,7 @@ from project_copy import (
 from swarm_engine import alone_with_the_engine_s_networks, dangling_images, remove_images
 
 from steps import compose
-from steps.servers import local
+from steps.servers import local, local_files
 
 skip_module_without_docker_engine()
 
@@ -44,7 +44,7 @@ def project(tmp_path_factory):
         yield root
         for label in project_labels(compose_prefix(root)):
             remove_everything_of(label)
-        shutil.rmtree(local.state_root(root), ignore_errors=True)
+        shutil.rmtree(local_files.state_root(root), ignore_errors=True)
 
 
 def compose_prefix(root) -> str:

@@ -199,6 +199,8 @@ BAD_INPUT = [
     (["db.up"], {"PG_BIN": "/nonexistent"}, "PG_BIN=/nonexistent has no `postgres`"),
     (["db.reset"], {}, "no terminal to ask on: pass --yes"),
     (["compose", "up", "-d"], {}, "as in `inv compose -- up -d`"),
+    (["db.seed", "nope"], {}, "no scenario 'nope' (scenarios/nope.py): choose one of"),
+    (["scenario", "ten_users"], PRODUCTION, "scenarios are test and demo data"),
     (["flask", "--", "routes"], {**PRODUCTION, "FLASK_DEBUG": "1"}, "FLASK_DEBUG is on with the production config"),
     (["db.up"], {"DB_SERVER": "compose", "PATH": "/nonexistent"}, "no Docker client (`docker`) found"),
     (["db.up"], {"DB_SERVER": "compose", "DOCKER_HOST": NO_ENGINE}, "found no engine answering"),
