@@ -8,11 +8,22 @@ import os
 import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from invoke import Collection, Exit
 
-from steps import PROJECT, app_commands, compose, postgres, scenarios, servers, swarm, templates
+from steps import (
+    PROJECT,
+    app_commands,
+    compose,
+    postgres,
+    scenarios,
+    servers,
+    snapshots,
+    swarm,
+    templates,
+)
 from steps.commands import (
     background,
     confirm,
@@ -345,7 +356,12 @@ def db_shell(c):
         postgres.create_database(env, host, port)
         export(PGPASSWORD=env["POSTGRES_PASSWORD"])
         raise Exit(
-            code=run(servers.provider_for(env).psql(port, env["APPLICATION_DB"]), interactive=True)
+            code=run(
+                servers.provider_for(env).client(
+                    "psql", port, env["APPLICATION_DB"], sys.stdin.isatty()
+                ),
+                interactive=True,
+            )
         )
 
 
@@ -385,6 +401,155 @@ def db_reset(c, yes=False):
         postgres.create_database(env, host, port)
         app_commands.migrate_to_head()
         say(f"database {env['APPLICATION_DB']} recreated at head")
+
+
+@contextlib.contextmanager
+def snapshot_cursor(c, env):
+    """(host, port, a cursor on the maintenance database) of the environment's server."""
+    with (
+        server(c, env) as (host, port),
+        templates.server_connection(env, host, port) as connection,
+        connection.cursor() as cursor,
+    ):
+        yield host, port, cursor
+
+
+@task(
+    name="snapshot",
+    help={
+        "name": "the snapshot's name: lowercase letters, digits and _",
+        "rm": "remove the snapshot NAME instead",
+        "yes": "end the connections open on the database without asking",
+    },
+)
+def db_snapshot(c, name, rm=False, yes=False):
+    """Snapshot this environment's database as NAME (`db.restore NAME` brings it back)."""
+    env = load_env()
+    snapshots.check_name(name)
+    database = env["APPLICATION_DB"]
+    with snapshot_cursor(c, env) as (host, port, cursor):
+        known = snapshots.about(cursor, env, name)
+        if rm:
+            if not known:
+                fail(f"no snapshot {name}: `{servers.task_for(env, 'db.snapshots')}` lists them")
+            snapshots.drop(cursor, snapshots.database_of(env, name))
+            snapshots.file_of(env, name).unlink(missing_ok=True)
+            return say(f"removed snapshot {name}")
+        if known:
+            fail(f"snapshot {name} exists: take another name, or remove it (`--rm`)")
+        if not snapshots.exists(cursor, database):
+            fail(f"no database {database} to snapshot: `{servers.task_for(env, 'db.init')}`")
+        head = postgres.applied_revision(env, host, port)
+        if snapshots.on_server(cursor):
+            snapshots.take(cursor, env, name, head, yes)
+            say(f"snapshot {name} of {database} (at {head}): a template database on its server")
+            return
+        export(PGPASSWORD=env["POSTGRES_PASSWORD"])
+        client = servers.provider_for(env).client("pg_dump", port, database)
+        path = snapshots.take_file(client, env, name, head)
+        say(f"snapshot {name} of {database} (at {head}): the server makes no databases for "
+            f"this user, so it is a pg_dump file, {path.relative_to(PROJECT)}")  # fmt: skip
+
+
+@task(name="restore", help={"name": "the snapshot", "yes": "no question asked"})
+def db_restore(c, name, yes=False):
+    """Replace this environment's database with snapshot NAME (asks first)."""
+    env = load_env()
+    snapshots.check_name(name)
+    database = env["APPLICATION_DB"]
+    with snapshot_cursor(c, env) as (host, port, cursor):
+        known = snapshots.about(cursor, env, name)
+        if not known:
+            fail(f"no snapshot {name}: `{servers.task_for(env, 'db.snapshots')}` lists them")
+        head, taken = known
+        now = "missing"
+        if snapshots.exists(cursor, database):
+            rows = postgres.tables_with_rows(env, host, port)
+            now = f"at {postgres.applied_revision(env, host, port)}, " + (
+                f"rows in {', '.join(rows)}" if rows else "no rows"
+            )
+        question = (
+            f"replace the {env.name} database {database} ({now}) with snapshot {name} "
+            f"(at {head}, {snapshots.age(taken)} old)?"
+        )
+        confirm(question, yes, env.production)
+        if snapshots.exists(cursor, snapshots.database_of(env, name)):
+            snapshots.restore(cursor, env, name, yes)
+        else:
+            export(PGPASSWORD=env["POSTGRES_PASSWORD"])
+            client = servers.provider_for(env).client("pg_restore", port, database)
+            snapshots.load_from(client, snapshots.file_of(env, name))
+    say(f"the {env.name} database {database} is snapshot {name} again (at {head})")
+    if head != (latest := app_commands.head_revision()):
+        say(f"the migrations' head is {latest}: `{servers.task_for(env, 'db.upgrade')}` gets there")
+
+
+@task(name="snapshots")
+def db_snapshots(c):
+    """List this environment's snapshots: name, size, migration, age."""
+    env = load_env()
+    with snapshot_cursor(c, env) as (_, _, cursor):
+        found = snapshots.listing(cursor, env)
+    if not found:
+        say(f"no snapshot of the {env.name} database: `inv db.snapshot NAME` takes one")
+    for name, size, head, taken in found:
+        print(f"{name:<24}  {size / 2**20:8.1f} MB  at {head}  {snapshots.age(taken)} old")
+
+
+@contextlib.contextmanager
+def database_client(c, env, program: str):
+    """(a client command on the app's database, where that database is), whoever runs it."""
+    database = env["APPLICATION_DB"]
+    if target := database_url_target(env):
+        from app.config import managed_database_url
+
+        url = managed_database_url(env["DATABASE_URL"]).set(drivername="postgresql")
+        export(PGPASSWORD=url.password or "")  # not on the command line, which others can read
+        uri = url.set(password=None).render_as_string(hide_password=False)
+        yield [shutil.which(program) or program, "-d", uri], f"the {target} (DATABASE_URL)"
+        return
+    if in_stack := production_stack_database(env):
+        container, where = in_stack
+        user = env["POSTGRES_USER"]
+        yield (
+            ["docker", "exec", "-i", container, program, "-U", user, "-d", database],
+            f"the {env.name} database {database} in {where}",
+        )
+        return
+    with server(c, env) as (host, port):
+        postgres.create_database(env, host, port)
+        export(PGPASSWORD=env["POSTGRES_PASSWORD"])
+        client = servers.provider_for(env).client(program, port, database)
+        yield client, f"the {env.name} database {database} at {host}:{port}"
+
+
+@task(name="dump", help={"file": "where to write it (default: <database>-<env>-<time>.dump)"})
+def db_dump(c, file=None):
+    """Dump this environment's database (pg_dump's custom format, the server's own pg_dump)."""
+    env = load_env()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(file or f"{env['APPLICATION_DB']}-{env.name}-{stamp}.dump").absolute()
+    if path.exists():
+        fail(f"{path} exists: give another --file, or remove it")
+    with database_client(c, env, "pg_dump") as (client, where):
+        snapshots.dump_to(client, path)
+    say(f"dumped {where} to {path}")
+
+
+@task(
+    name="load",
+    help={"file": "a dump of `inv db.dump` (pg_dump's custom format)", "yes": "no question asked"},
+)
+def db_load(c, file, yes=False):
+    """Replace this environment's database's contents with a dump (asks first)."""
+    env = load_env()
+    path = Path(file).absolute()
+    if not path.is_file():
+        fail(f"no file {path}")
+    with database_client(c, env, "pg_restore") as (client, where):
+        confirm(f"replace the contents of {where} with {path.name}?", yes, env.production)
+        snapshots.load_from(client, path)
+    say(f"loaded {path.name} into {where}")
 
 
 @task(name="flask")
@@ -516,6 +681,11 @@ db = Collection(
     db_shell,
     db_reset,
     db_seed,
+    db_snapshot,
+    db_restore,
+    db_snapshots,
+    db_dump,
+    db_load,
 )
 stack = Collection("stack", stack_deploy, stack_status, stack_rm)
 ns = Collection(dev, serve, test, fuzz, lint, format, lock, flask_cli, compose_cli, db, stack)

@@ -158,9 +158,9 @@ def test_db_shell_uses_the_psql_that_came_with_a_local_server(tmp_path, monkeypa
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     env = environment.Env("development", {"POSTGRES_USER": "postgres", "DB_SERVER": "local"})
     provider = local.LocalProvider(env)
-    command = provider.psql(5433, "application")
+    command = provider.client("psql", 5433, "application")
     assert command[0] == str(local.find_server_binaries() / "psql")
-    assert command[1:] == ["-h", provider.host, "-p", "5433", "-U", "postgres", "application"]
+    assert command[1:] == ["-h", provider.host, "-p", "5433", "-U", "postgres", "-d", "application"]
 
 
 def test_a_missing_env_file_says_how_to_restore_it(project):

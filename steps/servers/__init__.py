@@ -88,14 +88,24 @@ class Provider:
         finally:
             self.env.vars["POSTGRES_PASSWORD"] = before
 
-    def psql(self, port: int, database: str) -> list[str]:
-        """psql on `database`: the one on PATH, else the server binaries'."""
+    def client(self, program: str, port: int, database: str, tty: bool = False) -> list[str]:
+        """A PostgreSQL client (psql, pg_dump, pg_restore) on `database`: PATH's, else the server's."""
         import shutil
 
         from steps.servers.local_template import find_server_binaries
 
-        psql = shutil.which("psql") or str(find_server_binaries() / "psql")
-        return [psql, "-h", self.host, "-p", str(port), "-U", self.env["POSTGRES_USER"], database]
+        path = shutil.which(program) or str(find_server_binaries() / program)
+        return [
+            path,
+            "-h",
+            self.host,
+            "-p",
+            str(port),
+            "-U",
+            self.env["POSTGRES_USER"],
+            "-d",
+            database,
+        ]
 
 
 def provider_for(env: Env, ready_timeout: float = READY_TIMEOUT) -> Provider:

@@ -161,7 +161,7 @@ class ComposeProvider(Provider):
             "log: `inv compose -- logs db`"
         )
 
-    def psql(self, port: int, database: str) -> list[str]:
-        """The psql inside the `db` container: the server's own version."""
-        psql = ["exec", "db", "psql", "-U", self.env["POSTGRES_USER"], database]
-        return [*compose_command(self.env, self.project), *without_tty(psql)]
+    def client(self, program: str, port: int, database: str, tty: bool = False) -> list[str]:
+        """The client inside the `db` container: the server's own version."""
+        command = ["exec", "db", program, "-U", self.env["POSTGRES_USER"], "-d", database]
+        return [*compose_command(self.env, self.project), *without_tty(command, tty)]

@@ -300,8 +300,7 @@ class LocalProvider(Provider):
             )
         return f"data {self.cluster.data}; log {self.cluster.log}; password in {self.password_file}"
 
-    def psql(self, port: int, database: str) -> list[str]:
-        """The psql that came with the server (another on PATH may be older)."""
-        psql = find_server_binaries() / "psql"
-        user = self.env["POSTGRES_USER"]
-        return [str(psql), "-h", self.host, "-p", str(port), "-U", user, database]
+    def client(self, program: str, port: int, database: str, tty: bool = False) -> list[str]:
+        """The client that came with the server (another on PATH may be older)."""
+        path, user = str(find_server_binaries() / program), self.env["POSTGRES_USER"]
+        return [path, "-h", self.host, "-p", str(port), "-U", user, "-d", database]
