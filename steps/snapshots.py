@@ -110,6 +110,7 @@ def restore(cursor, env: Env, name: str, yes: bool) -> None:
     database = env["APPLICATION_DB"]
     building, replaced = f"{database}_restoring", f"{database}_replaced"
     drop(cursor, building)
+    drop(cursor, replaced)  # left by a restore killed before its end
     copy_database(cursor, building, database_of(env, name))
     try:
         if there := exists(cursor, database):

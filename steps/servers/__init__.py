@@ -89,12 +89,18 @@ class Provider:
             self.env.vars["POSTGRES_PASSWORD"] = before
 
     def client(self, program: str, port: int, database: str, tty: bool = False) -> list[str]:
-        """A PostgreSQL client (psql, pg_dump, pg_restore) on `database`: PATH's, else the server's."""
+        """A PostgreSQL client (psql, pg_dump, pg_restore) on `database`: the local server's,
+        usually the newest (pg_dump refuses a newer server), else PATH's."""
         import shutil
+
+        from invoke import Exit
 
         from steps.servers.local_template import find_server_binaries
 
-        path = shutil.which(program) or str(find_server_binaries() / program)
+        try:
+            path = str(find_server_binaries() / program)
+        except Exit:  # no server binaries here
+            path = shutil.which(program) or program
         return [
             path,
             "-h",
