@@ -462,12 +462,11 @@ def db_restore(c, name, yes=False):
         if not known:
             fail(f"no snapshot {name}: `{servers.task_for(env, 'db.snapshots')}` lists them")
         head, taken = known
-        now = "missing"
+        now, was = "missing", head
         if snapshots.exists(cursor, database):
             rows = postgres.tables_with_rows(env, host, port)
-            now = f"at {postgres.applied_revision(env, host, port)}, " + (
-                f"rows in {', '.join(rows)}" if rows else "no rows"
-            )
+            was = postgres.applied_revision(env, host, port)
+            now = f"at {was}, " + (f"rows in {', '.join(rows)}" if rows else "no rows")
         question = (
             f"replace the {env.name} database {database} ({now}) with snapshot {name} "
             f"(at {head}, {snapshots.age(taken)} old)?"
@@ -480,8 +479,11 @@ def db_restore(c, name, yes=False):
             client = servers.provider_for(env).client("pg_restore", port, database)
             snapshots.load_from(client, snapshots.file_of(env, name))
     say(f"the {env.name} database {database} is snapshot {name} again (at {head})")
-    if head != (latest := app_commands.head_revision()):
-        say(f"the migrations' head is {latest}: `{servers.task_for(env, 'db.upgrade')}` gets there")
+    if head != was:
+        upgrade = servers.task_for(env, "db.upgrade")
+        say(
+            f"the snapshot is at migration {head}, the database was at {was}: `{upgrade}` brings it to head"
+        )
 
 
 @task(name="snapshots")

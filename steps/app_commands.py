@@ -44,13 +44,6 @@ def migrations_below(env: Env, host: str, port: int) -> list:
     return list(ScriptDirectory(str(PROJECT / "migrations")).iterate_revisions(current, "base"))
 
 
-def head_revision() -> str | None:
-    """The migrations' head revision."""
-    from alembic.script import ScriptDirectory
-
-    return ScriptDirectory(str(PROJECT / "migrations")).get_current_head()
-
-
 def file_name(script) -> str:
     """A migration by its file's name: `0002_case_insensitive_unique_email`."""
     return Path(script.path).stem
