@@ -404,14 +404,14 @@ def db_reset(c, yes=False):
 
 
 @contextlib.contextmanager
-def snapshot_cursor(c, env):
-    """(host, port, a cursor on the maintenance database) of the environment's server."""
+def environment_snapshots(c, env):
+    """The environment's snapshots, its server up."""
     with (
         server(c, env) as (host, port),
         templates.server_connection(env, host, port) as connection,
         connection.cursor() as cursor,
     ):
-        yield host, port, cursor
+        yield snapshots.Snapshots(env, host, port, cursor)
 
 
 @task(
@@ -426,29 +426,8 @@ def db_snapshot(c, name, rm=False, yes=False):
     """Snapshot this environment's database as NAME (`db.restore NAME` brings it back)."""
     env = load_env()
     snapshots.check_name(name)
-    database = env["APPLICATION_DB"]
-    with snapshot_cursor(c, env) as (host, port, cursor):
-        known = snapshots.about(cursor, env, name)
-        if rm:
-            if not known:
-                fail(f"no snapshot {name}: `{servers.task_for(env, 'db.snapshots')}` lists them")
-            snapshots.drop(cursor, snapshots.database_of(env, name))
-            snapshots.file_of(env, name).unlink(missing_ok=True)
-            return say(f"removed snapshot {name}")
-        if known:
-            fail(f"snapshot {name} exists: take another name, or remove it (`--rm`)")
-        if not snapshots.exists(cursor, database):
-            fail(f"no database {database} to snapshot: `{servers.task_for(env, 'db.init')}`")
-        head = postgres.applied_revision(env, host, port)
-        if snapshots.on_server(cursor):
-            snapshots.take(cursor, env, name, head, yes)
-            say(f"snapshot {name} of {database} (at {head}): a template database on its server")
-            return
-        export(PGPASSWORD=env["POSTGRES_PASSWORD"])
-        client = servers.provider_for(env).client("pg_dump", port, database)
-        path = snapshots.take_file(client, env, name, head)
-        say(f"snapshot {name} of {database} (at {head}): the server makes no databases for "
-            f"this user, so it is a pg_dump file, {path.relative_to(PROJECT)}")  # fmt: skip
+    with environment_snapshots(c, env) as found:
+        say(found.remove(name) if rm else found.take(name, yes))
 
 
 @task(name="restore", help={"name": "the snapshot", "yes": "no question asked"})
@@ -456,45 +435,21 @@ def db_restore(c, name, yes=False):
     """Replace this environment's database with snapshot NAME (asks first)."""
     env = load_env()
     snapshots.check_name(name)
-    database = env["APPLICATION_DB"]
-    with snapshot_cursor(c, env) as (host, port, cursor):
-        known = snapshots.about(cursor, env, name)
-        if not known:
-            fail(f"no snapshot {name}: `{servers.task_for(env, 'db.snapshots')}` lists them")
-        head, taken = known
-        now, was = "missing", head
-        if snapshots.exists(cursor, database):
-            rows = postgres.tables_with_rows(env, host, port)
-            was = postgres.applied_revision(env, host, port)
-            now = f"at {was}, " + (f"rows in {', '.join(rows)}" if rows else "no rows")
-        question = (
-            f"replace the {env.name} database {database} ({now}) with snapshot {name} "
-            f"(at {head}, {snapshots.age(taken)} old)?"
-        )
-        confirm(question, yes, env.production)
-        if snapshots.exists(cursor, snapshots.database_of(env, name)):
-            snapshots.restore(cursor, env, name, yes)
-        else:
-            export(PGPASSWORD=env["POSTGRES_PASSWORD"])
-            client = servers.provider_for(env).client("pg_restore", port, database)
-            snapshots.load_from(client, snapshots.file_of(env, name))
-    say(f"the {env.name} database {database} is snapshot {name} again (at {head})")
-    if head != was:
-        upgrade = servers.task_for(env, "db.upgrade")
-        say(
-            f"the snapshot is at migration {head}, the database was at {was}: `{upgrade}` brings it to head"
-        )
+    with environment_snapshots(c, env) as found:
+        told = found.restore(name, yes)
+    for line in told:
+        say(line)
 
 
 @task(name="snapshots")
 def db_snapshots(c):
     """List this environment's snapshots: name, size, migration, age."""
     env = load_env()
-    with snapshot_cursor(c, env) as (_, _, cursor):
-        found = snapshots.listing(cursor, env)
-    if not found:
+    with environment_snapshots(c, env) as found:
+        listed = found.listing()
+    if not listed:
         say(f"no snapshot of the {env.name} database: `inv db.snapshot NAME` takes one")
-    for name, size, head, taken in found:
+    for name, size, head, taken in listed:
         print(f"{name:<24}  {size / 2**20:8.1f} MB  at {head}  {snapshots.age(taken)} old")
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from steps import PROJECT
 from steps.commands import confirm, fail
-from steps.environment import Env
+from steps.environment import Env, export
+from steps.postgres import applied_revision, tables_with_rows
+from steps.servers import provider_for, task_for
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,23}")
 
@@ -23,18 +25,150 @@ def check_name(name: str) -> str:
     return name
 
 
-def on_server(cursor) -> bool:
-    """Whether the server lets us make databases: snapshots are then templates on it."""
-    cursor.execute("SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user")
-    return bool(cursor.fetchone()[0])
+class Snapshots:
+    """The snapshots of an environment's database on its server at host:port."""
 
+    def __init__(self, env: Env, host: str, port: int, cursor) -> None:
+        self.env, self.host, self.port, self.cursor = env, host, port, cursor
+        self.database = env["APPLICATION_DB"]
 
-def database_of(env: Env, name: str) -> str:
-    return f"{env['APPLICATION_DB']}_snapshot_{name}"
+    def database_of(self, name: str) -> str:
+        return f"{self.database}_snapshot_{name}"
 
+    def file_of(self, name: str) -> Path:
+        return PROJECT / ".snapshots" / self.env.name / f"{name}.dump"
 
-def file_of(env: Env, name: str) -> Path:
-    return PROJECT / ".snapshots" / env.name / f"{name}.dump"
+    def listing(self) -> list[tuple[str, int, str | None, float | None]]:
+        """(name, size in bytes, migration, when taken) of each snapshot."""
+        prefix, found = self.database_of(""), []
+        self.cursor.execute(
+            "SELECT datname, pg_database_size(oid), shobj_description(oid, 'pg_database') "
+            "FROM pg_database WHERE starts_with(datname, %s) ORDER BY datname",
+            (prefix,),
+        )
+        for database, size, comment in self.cursor.fetchall():
+            about = json.loads(comment or "{}")
+            found.append(
+                (database.removeprefix(prefix), size, about.get("head"), about.get("taken"))
+            )
+        for path in sorted(self.file_of("x").parent.glob("*.dump")):
+            about = json.loads(path.with_suffix(".json").read_text() or "{}")
+            found.append((path.stem, path.stat().st_size, about.get("head"), about.get("taken")))
+        return found
+
+    def about(self, name: str) -> tuple[str | None, float | None]:
+        """(migration, when taken) of snapshot `name`; one line if there is none."""
+        found = next(((h, t) for n, _, h, t in self.listing() if n == name), None)
+        if found is None:
+            fail(f"no snapshot {name}: `{task_for(self.env, 'db.snapshots')}` lists them")
+        return found
+
+    def take(self, name: str, yes: bool) -> str:
+        """Snapshot the database as `name`: on the server if it lets us, else into a file."""
+        from psycopg2 import sql
+
+        if any(found == name for found, *_ in self.listing()):
+            fail(f"snapshot {name} exists: take another name, or remove it (`--rm`)")
+        if not exists(self.cursor, self.database):
+            fail(f"no database {self.database} to snapshot: `{task_for(self.env, 'db.init')}`")
+        head = applied_revision(self.env, self.host, self.port)
+        about = json.dumps({"head": head, "taken": time.time()})
+        taken = f"snapshot {name} of {self.database} (at {head})"
+        if not self.on_server():
+            path = self.file_of(name)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            dump_to(self.client("pg_dump"), path)
+            path.with_suffix(".json").write_text(about)
+            where = path.relative_to(PROJECT)
+            return f"{taken}: the server makes no databases for this user: a pg_dump file, {where}"
+        snapshot = sql.Identifier(self.database_of(name))
+        self.end_connections(self.database, yes)
+        copy_database(self.cursor, self.database_of(name), self.database)
+        options = "IS_TEMPLATE true ALLOW_CONNECTIONS false"  # nobody changes it
+        self.cursor.execute(sql.SQL("ALTER DATABASE {} WITH " + options).format(snapshot))
+        self.cursor.execute(sql.SQL("COMMENT ON DATABASE {} IS %s").format(snapshot), (about,))
+        return f"{taken}: a template database on its server"
+
+    def restore(self, name: str, yes: bool) -> list[str]:
+        """Put snapshot `name` in the database's place, after a yes; what to tell."""
+        head, taken = self.about(name)
+        now, was = "missing", head
+        if exists(self.cursor, self.database):
+            rows = tables_with_rows(self.env, self.host, self.port)
+            was = applied_revision(self.env, self.host, self.port)
+            now = f"at {was}, " + (f"rows in {', '.join(rows)}" if rows else "no rows")
+        question = (
+            f"replace the {self.env.name} database {self.database} ({now}) with snapshot {name} "
+            f"(at {head}, {age(taken)} old)?"
+        )
+        confirm(question, yes, self.env.production)
+        if exists(self.cursor, self.database_of(name)):
+            self.swap_in(name, yes)
+        else:
+            load_from(self.client("pg_restore"), self.file_of(name))
+        told = [
+            f"the {self.env.name} database {self.database} is snapshot {name} again (at {head})"
+        ]
+        if head != was:
+            upgrade = task_for(self.env, "db.upgrade")
+            told.append(
+                f"the snapshot is at {head}, the database was at {was}: `{upgrade}` if need be"
+            )
+        return told
+
+    def swap_in(self, name: str, yes: bool) -> None:
+        """The snapshot's copy built under a temporary name, then renamed in: all or nothing."""
+        from psycopg2 import sql
+
+        building, replaced = f"{self.database}_restoring", f"{self.database}_replaced"
+        drop(self.cursor, building)
+        drop(self.cursor, replaced)  # left by a restore killed before its end
+        copy_database(self.cursor, building, self.database_of(name))
+        rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
+        try:
+            if there := exists(self.cursor, self.database):
+                self.end_connections(self.database, yes)
+            self.cursor.execute("BEGIN")  # both renames or neither
+            if there:
+                names = (sql.Identifier(self.database), sql.Identifier(replaced))
+                self.cursor.execute(rename.format(*names))
+            names = (sql.Identifier(building), sql.Identifier(self.database))
+            self.cursor.execute(rename.format(*names))
+            self.cursor.execute("COMMIT")
+        except BaseException:
+            self.cursor.execute("ROLLBACK")
+            drop(self.cursor, building)
+            raise
+        drop(self.cursor, replaced)
+
+    def remove(self, name: str) -> str:
+        self.about(name)
+        drop(self.cursor, self.database_of(name))
+        self.file_of(name).unlink(missing_ok=True)
+        self.file_of(name).with_suffix(".json").unlink(missing_ok=True)
+        return f"removed snapshot {name}"
+
+    def on_server(self) -> bool:
+        """Whether the server lets us make databases: snapshots are then templates on it."""
+        self.cursor.execute(
+            "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"
+        )
+        return bool(self.cursor.fetchone()[0])
+
+    def client(self, program: str) -> list[str]:
+        export(PGPASSWORD=self.env["POSTGRES_PASSWORD"])
+        return provider_for(self.env).client(program, self.port, self.database)
+
+    def end_connections(self, database: str, yes: bool) -> None:
+        """Name the connections open on `database` (a running inv dev's); end them on a yes."""
+        others = "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        self.cursor.execute(f"SELECT pid, application_name {others}", (database,))
+        if found := self.cursor.fetchall():
+            named = ", ".join(f"pid {pid}" + (f" ({app})" if app else "") for pid, app in found)
+            confirm(
+                f"{database} is in use by {named}: end these connections?", yes, self.env.production
+            )
+            self.cursor.execute(f"SELECT pg_terminate_backend(pid, 5000) {others}", (database,))
 
 
 def exists(cursor, database: str) -> bool:
@@ -42,97 +176,14 @@ def exists(cursor, database: str) -> bool:
     return cursor.fetchone() is not None
 
 
-def listing(cursor, env: Env) -> list[tuple[str, int, str | None, float | None]]:
-    """(name, size in bytes, migration, when taken) of the environment's snapshots."""
-    found = []
-    prefix = database_of(env, "")
-    cursor.execute(
-        "SELECT datname, pg_database_size(oid), shobj_description(oid, 'pg_database') "
-        "FROM pg_database WHERE starts_with(datname, %s) ORDER BY datname",
-        (prefix,),
-    )
-    for database, size, comment in cursor.fetchall():
-        about = json.loads(comment or "{}")
-        found.append((database.removeprefix(prefix), size, about.get("head"), about.get("taken")))
-    for path in sorted(file_of(env, "x").parent.glob("*.dump")):
-        about = json.loads(path.with_suffix(".json").read_text() or "{}")
-        found.append((path.stem, path.stat().st_size, about.get("head"), about.get("taken")))
-    return found
-
-
-def about(cursor, env: Env, name: str) -> tuple[str | None, float | None] | None:
-    """(migration, when taken) of snapshot `name`, None when there is none."""
-    return next(((h, t) for n, _, h, t in listing(cursor, env) if n == name), None)
-
-
-def end_connections(cursor, database: str, yes: bool, production: bool) -> None:
-    """Name the connections open on `database` (a running inv dev's, say); end them on a yes."""
-    others = "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-    cursor.execute(f"SELECT pid, application_name {others}", (database,))
-    found = cursor.fetchall()
-    if found:
-        named = ", ".join(f"pid {pid}" + (f" ({app})" if app else "") for pid, app in found)
-        confirm(f"{database} is in use by {named}: end these connections?", yes, production)
-        cursor.execute(f"SELECT pg_terminate_backend(pid, 5000) {others}", (database,))
-
-
 def copy_database(cursor, target: str, source: str) -> None:
     from psycopg2 import errors, sql
 
+    query = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
     try:
-        cursor.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(target), sql.Identifier(source)
-            )
-        )
+        cursor.execute(query.format(sql.Identifier(target), sql.Identifier(source)))
     except errors.ObjectInUse:
         fail(f"{source} is in use again (the app reconnected?): stop it, then try again")
-
-
-def take(cursor, env: Env, name: str, head: str | None, yes: bool) -> None:
-    """Copy APPLICATION_DB into a template nobody can connect to, its migration in its comment."""
-    from psycopg2 import sql
-
-    snapshot = database_of(env, name)
-    end_connections(cursor, env["APPLICATION_DB"], yes, env.production)
-    copy_database(cursor, snapshot, env["APPLICATION_DB"])
-    identifier = sql.Identifier(snapshot)
-    options = "IS_TEMPLATE true ALLOW_CONNECTIONS false"
-    cursor.execute(sql.SQL("ALTER DATABASE {} WITH " + options).format(identifier))
-    comment = json.dumps({"head": head, "taken": time.time()})
-    cursor.execute(sql.SQL("COMMENT ON DATABASE {} IS %s").format(identifier), (comment,))
-
-
-def restore(cursor, env: Env, name: str, yes: bool) -> None:
-    """Build the snapshot's copy under a temporary name, then swap it in: a failure changes nothing."""
-    from psycopg2 import sql
-
-    database = env["APPLICATION_DB"]
-    building, replaced = f"{database}_restoring", f"{database}_replaced"
-    drop(cursor, building)
-    drop(cursor, replaced)  # left by a restore killed before its end
-    copy_database(cursor, building, database_of(env, name))
-    try:
-        if there := exists(cursor, database):
-            end_connections(cursor, database, yes, env.production)
-        cursor.execute("BEGIN")  # both renames or neither
-        if there:
-            cursor.execute(
-                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    sql.Identifier(database), sql.Identifier(replaced)
-                )
-            )
-        cursor.execute(
-            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(building), sql.Identifier(database)
-            )
-        )
-        cursor.execute("COMMIT")
-    except BaseException:
-        cursor.execute("ROLLBACK")
-        drop(cursor, building)
-        raise
-    drop(cursor, replaced)
 
 
 def drop(cursor, database: str) -> None:
@@ -156,15 +207,6 @@ def dump_to(client: list[str], path: Path) -> None:
         partial.unlink()
         fail(f"pg_dump failed: {last_line(done.stderr)}")
     partial.rename(path)
-
-
-def take_file(client: list[str], env: Env, name: str, head: str | None) -> Path:
-    """The snapshot as a pg_dump file, its migration and time beside it."""
-    path = file_of(env, name)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    dump_to(client, path)
-    path.with_suffix(".json").write_text(json.dumps({"head": head, "taken": time.time()}))
-    return path
 
 
 def load_from(client: list[str], path: Path) -> None:

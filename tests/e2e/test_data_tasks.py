@@ -170,7 +170,10 @@ def test_a_server_that_makes_no_database_for_its_user_gets_file_snapshots(projec
         assert inv(project, "db.seed", "ten_users", **external).returncode == 0
         taken = inv(project, "db.snapshot", "seeded", **external)
         assert taken.returncode == 0, taken.stderr
-        assert "so it is a pg_dump file, .snapshots/development/seeded.dump" in taken.stderr
+        assert (
+            "makes no databases for this user: a pg_dump file, .snapshots/development/seeded.dump"
+            in taken.stderr
+        )
         assert (project / ".snapshots/development/seeded.dump").stat().st_mode & 0o077 == 0
         query(project, "DELETE FROM users", "limited_app")
         assert inv(project, "db.restore", "seeded", "--yes", **external).returncode == 0
