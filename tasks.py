@@ -558,7 +558,7 @@ def stack_deploy(c, replicas=None):
     else:
         say(
             f"stack {stack} is up, but nothing answers on port {port} here: Swarm's routing mesh "
-            f"needs IPVS in the kernel; the replicas answer on the network {stack}_default as http://web:8000/"
+            f"needs IPVS in the kernel; the proxy answers on the network {stack}_default as http://tasks.proxy/"
         )
 
 

@@ -23,6 +23,8 @@ def project_name_and_version() -> tuple[str, str]:
 def create_app(config_name: str | None = None) -> APIFlask:
     """Build the app for `config_name` (default: FLASK_CONFIG), reading the environment now."""
     # Imported here: the tasks import app.database, which must not cost Flask or SQLAlchemy.
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
     from app.config import load_config
     from app.errors import APIFlaskWithDebugger, json_bodies_only, register_error_handlers
     from app.extensions import db, init_migrations, install_database_deadline, migrations_wanted
@@ -47,6 +49,8 @@ def create_app(config_name: str | None = None) -> APIFlask:
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
 
+    if hops := app.config["PROXY_HOPS"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     db.init_app(app)
     install_database_deadline(app)
     if migrations_wanted():

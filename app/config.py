@@ -145,6 +145,8 @@ class Config:
     HEALTH_TIMEOUT = 1.5
     # A request waits at most this long in all for the database's answers, then gets a 503.
     DATABASE_TIMEOUT = 5.0
+    # Proxies in front whose X-Forwarded-For and X-Forwarded-Proto the app believes.
+    PROXY_HOPS = 0
     SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {"pool_pre_ping": True}
 
     @classmethod
@@ -178,6 +180,9 @@ class TestingConfig(Config):
 
 
 class ProductionConfig(Config):
+    # nginx (compose/nginx.conf): the client's address and scheme are the ones it saw.
+    PROXY_HOPS = 1
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> dict:
         if debug_requested(environ):

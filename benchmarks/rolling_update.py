@@ -8,9 +8,10 @@ image and `inv stack.deploy` again, which rolls the replicas one at a time (star
 compose/swarm.yml). Prints requests and failures per update. Makes this engine a swarm
 manager for the run when it is not one, and leaves it as it found it, images included.
 
-The loop runs through the published port (the routing mesh) where the kernel has IPVS;
-where it has none (this project's CI machines), Swarm's routing mesh cannot work, and the
-loop runs inside the stack's network, by DNS round robin over the replicas (`tasks.web`).
+The loop goes through the proxy, as users' requests do: by the published port (the routing
+mesh) where the kernel has IPVS; where it has none (this project's CI machines), Swarm's
+routing mesh cannot work, and the loop runs inside the stack's network, to the proxy's
+container by name (`tasks.proxy`).
 """
 
 import argparse
@@ -51,7 +52,7 @@ def one_update(root: Path, environ: dict, stack: str, number: int) -> dict:
     """A request loop running before, during and after one rolling update; its counts."""
     image = service_image(stack)
     port = environ["WEB_PORT"]
-    base = f"http://127.0.0.1:{port}" if ROUTING_MESH else "dns"
+    base = f"http://127.0.0.1:{port}" if ROUTING_MESH else "http://tasks.proxy"
     network = "host" if ROUTING_MESH else f"{stack}_default"
     client = subprocess.Popen(
         client_command(network, image, base, 0),
@@ -99,8 +100,8 @@ def main() -> None:
             WEB_REPLICAS=str(options.replicas),
         )
         try:
-            via = "the routing mesh" if ROUTING_MESH else "DNS round robin (no IPVS here)"
-            print(f"{options.replicas} replicas; requests through {via}", flush=True)
+            via = "the routing mesh" if ROUTING_MESH else "tasks.proxy (no IPVS here)"
+            print(f"{options.replicas} replicas; requests to the proxy through {via}", flush=True)
             inv(root, environ, "stack.deploy")
             results = []
             for number in range(1, options.runs + 1):

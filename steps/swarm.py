@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import subprocess
 import time
+from pathlib import Path
 
 from steps import PROJECT
 from steps.commands import fail
@@ -88,6 +90,10 @@ def swarm_format(spec: dict) -> str:
     for section in ("networks", "volumes"):
         for definition in spec.get(section, {}).values():
             definition.pop("name", None)  # the stack names them <stack>_<name>
+    for definition in spec.get("configs", {}).values():
+        # Swarm never changes a config: a changed file is a new one, which the service rolls to.
+        content = Path(definition["file"]).read_bytes()
+        definition["name"] += f"-{hashlib.sha256(content).hexdigest()[:12]}"
     spec.pop("name", None)
     return json.dumps({"version": "3.8", **spec})
 

@@ -3,6 +3,7 @@ import os
 import pytest
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import String
+from flask import request
 from sqlalchemy import create_engine, text
 from werkzeug.debug import DebuggedApplication
 from werkzeug.exceptions import NotFound
@@ -74,6 +75,24 @@ def test_an_unhandled_error_is_the_json_500_where_no_debugger_wraps_the_app(
     response = app_with_a_bug(config_name).test_client().get("/bug")
     assert response.status_code == 500
     assert response.json == INTERNAL_ERROR
+
+
+@pytest.mark.parametrize(
+    ("config_name", "client_seen"),
+    [("production", ("203.0.113.7", "https")), ("testing", ("127.0.0.1", "http"))],
+)
+def test_production_believes_the_one_proxy_in_front_and_no_further(
+    app, monkeypatch, config_name, client_seen
+):
+    """Behind nginx (compose/nginx.conf), the client is whom nginx saw, not whom it claims."""
+    monkeypatch.setenv("SECRET_KEY", REAL_SECRET)
+    monkeypatch.setenv("FLASK_DEBUG", "0")
+    fresh, seen = create_app(config_name), []
+    fresh.before_request(lambda: seen.append((request.remote_addr, request.scheme)))
+    # The client claimed 198.51.100.9; nginx appended the address it saw.
+    forwarded = {"X-Forwarded-For": "198.51.100.9, 203.0.113.7", "X-Forwarded-Proto": "https"}
+    assert fresh.test_client().get("/", headers=forwarded).status_code == 200
+    assert seen == [client_seen]
 
 
 def test_an_unhandled_error_in_development_is_werkzeugs_debugger_page(app, monkeypatch):

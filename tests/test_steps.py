@@ -300,6 +300,20 @@ def test_swarm_gets_the_resolved_files_less_what_it_refuses():
     assert web["ports"] == [{"target": 8000, "published": 8000}]
 
 
+def test_a_changed_config_file_is_a_new_swarm_config(tmp_path):
+    conf = tmp_path / "nginx.conf"
+
+    def config_name() -> str:
+        spec = {"services": {}, "configs": {"proxy": {"name": "app_proxy", "file": str(conf)}}}
+        return json.loads(swarm.swarm_format(spec))["configs"]["proxy"]["name"]
+
+    conf.write_text("server {}\n")
+    first = config_name()
+    assert first.startswith("app_proxy-") and config_name() == first
+    conf.write_text("server { listen 80; }\n")
+    assert config_name() not in (first, "app_proxy")
+
+
 def mock_context(result: Result) -> MockContext:
     """invoke's MockContext with the namespace's settings, answering every command with `result`."""
     return MockContext(config=Config(overrides=tasks.ns.configuration()), run=result, repeat=True)

@@ -7,6 +7,8 @@ Skipped, with the reason, where no Docker engine answers (a failure under CI=tru
 import os
 import secrets
 import subprocess
+import time
+import uuid
 
 import pytest
 from project_copy import (
@@ -85,10 +87,10 @@ def test_three_replicas_serve_the_api_and_migrated_once(project, production, tmp
                 assert f"is up: http://127.0.0.1:{port}/" in last
             else:  # the line says so, and where the replicas do answer
                 assert f"nothing answers on port {port} here" in last
-                assert f"{stack}_default as http://web:8000/" in last
+                assert f"{stack}_default as http://tasks.proxy/" in last
 
             services = docker("service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}", "--format", "{{.Name}} {{.Replicas}}")  # fmt: skip
-            assert sorted(services.split("\n")) == [f"{stack}_db 1/1", f"{stack}_web 3/3"]
+            assert sorted(services.split("\n")) == [f"{stack}_db 1/1", f"{stack}_proxy 1/1", f"{stack}_web 3/3"]  # fmt: skip
             status = inv(project, "stack.status", **production)
             assert status.returncode == 0 and f"{stack}_web" in status.stdout
 
@@ -96,12 +98,15 @@ def test_three_replicas_serve_the_api_and_migrated_once(project, production, tmp
             assert logs.count("Running upgrade  -> 0001") == 1, logs
             assert logs.count("is at head") == 3, logs
 
-            # POST on one replica, GET the same row from every replica (tasks.web: each one).
+            # POST, then GET the same row, through the proxy (its container, without IPVS).
             image = docker("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", f"{stack}_web")  # fmt: skip
-            calls = run_client(f"{stack}_default", image, "dns", requests=6)
+            calls = run_client(f"{stack}_default", image, "http://tasks.proxy", requests=6)
             assert calls == {"counts": {"POST 201": 6, "GET 200": 6}, "failures": []}
             health = run_client_health(f"{stack}_default", image)
             assert health == ["200"] * 3
+            # The proxy spreads requests over the replicas at random: 30 miss one of the
+            # three about once in 60,000 runs.
+            assert replicas_serving(f"{stack}_default", image, f"{stack}_web", 30) == 3
             status = inv(project, "db.status", **production)
             assert f"running in the Swarm stack {stack}" in status.stdout, status.stderr
             shell = subprocess.run(
@@ -141,15 +146,35 @@ def run_client_health(network: str, image: str) -> list[str]:
     return result.stdout.split()
 
 
+def replicas_serving(network: str, image: str, service: str, requests: int) -> int:
+    """How many of the service's replicas served `requests` GET /health through the proxy."""
+    marker = uuid.uuid4().hex
+    script = (
+        "import urllib.request\n"
+        f"for _ in range({requests}): urllib.request.urlopen('http://tasks.proxy/health?{marker}', timeout=5)\n"
+    )
+    subprocess.run(
+        ["docker", "run", "--rm", "--network", network, "--entrypoint", "python", image, "-c", script],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while len(lines := [line for line in service_logs(service, raw=False).splitlines() if marker in line]) < requests:  # fmt: skip
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.5)
+    return len({line.split()[0] for line in lines})  # the task's name, e.g. <service>.2.<id>@<node>
+
+
 def docker(*args: str) -> str:
     result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
 
-def service_logs(service: str) -> str:
-    """Every replica's output; the entry point and alembic write to stderr."""
+def service_logs(service: str, raw: bool = True) -> str:
+    """Every replica's output (raw: without the task's name before each line); the entry
+    point and alembic write to stderr."""
     result = subprocess.run(
-        ["docker", "service", "logs", "--raw", service], capture_output=True, text=True, timeout=60
-    )
+        ["docker", "service", "logs", *(["--raw"] if raw else []), service],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     return result.stdout + result.stderr
