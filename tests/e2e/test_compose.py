@@ -276,6 +276,19 @@ def test_the_production_stack_serves_the_api_and_keeps_its_data(project, ports, 
             env=clean_environ("compose", **env), capture_output=True, text=True, timeout=TIMEOUT,
         )  # fmt: skip
         assert "prod@example.com" in shell.stdout, shell.stderr
+        # From a production incident to a local reproduction: two commands.
+        dump = project / "incident.dump"
+        dumped = inv(project, "db.dump", "--file", str(dump), **env)
+        assert dumped.returncode == 0, dumped.stderr
+        assert "in the Compose project" in dumped.stderr and dump.stat().st_mode & 0o077 == 0
+        loaded = run_inv(project, "local", "db.load", str(dump), "--yes")
+        assert loaded.returncode == 0, loaded.stderr
+        local_shell = subprocess.run(
+            [*INV, "db.shell"], input="SELECT email FROM users;\n", cwd=project,
+            env=clean_environ("local"), capture_output=True, text=True, timeout=TIMEOUT,
+        )  # fmt: skip
+        assert "prod@example.com" in local_shell.stdout, local_shell.stderr
+        run_inv(project, "local", "db.down")
 
         assert inv(project, "compose", "--", "down", **env).returncode == 0
         up = inv(project, "compose", "--", "up", "--detach", "--wait", **env)
