@@ -28,6 +28,7 @@ from steps.commands import (
     background,
     confirm,
     fail,
+    may_ask,
     remainder,
     run,
     say,
@@ -286,9 +287,8 @@ def db_upgrade(c, revision="head"):
         postgres.create_database(env, host, port)
         if app_commands.flask("db", "upgrade", "--", revision) != 0:
             fail("the migration failed (see above); the database is as it was before it")
-        say(
-            f"the {env.name} database {env['APPLICATION_DB']} is at {app_commands.migration_at(env, host, port)}"
-        )
+        at = app_commands.migration_at(env, host, port)
+        say(f"the {env.name} database {env['APPLICATION_DB']} at {host}:{port} is at {at}")
 
 
 @task(
@@ -394,13 +394,14 @@ def db_reset(c, yes=False):
     """Drop and recreate the app's database, then migrate it to head."""
     env = load_env()
     refuse_database_url(env)
-    question = f"drop the {env.name} database {env['APPLICATION_DB']} and all its data?"
-    confirm(question, yes, env.production)
+    target = f"the {env.name} database {env['APPLICATION_DB']}"
+    may_ask(f"drop {target} and all its data?", yes, env.production)
     with server(c, env) as (host, port):
+        confirm(f"drop {target} at {host}:{port} and all its data?", yes, env.production)
         postgres.drop_database(env, host, port)
         postgres.create_database(env, host, port)
         app_commands.migrate_to_head()
-        say(f"database {env['APPLICATION_DB']} recreated at head")
+        say(f"{target} at {host}:{port} recreated at head")
 
 
 @contextlib.contextmanager

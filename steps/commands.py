@@ -220,3 +220,9 @@ def confirm(question: str, yes: bool, production: bool) -> None:
         fail(f"no terminal to ask on: pass --yes to confirm: {question}")
     if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
         fail("cancelled, nothing changed")
+
+
+def may_ask(question: str, yes: bool, production: bool) -> None:
+    """Fail now, before anything starts, where `confirm` could not ask."""
+    if not yes and (production or not sys.stdin.isatty()):
+        confirm(question, yes, production)

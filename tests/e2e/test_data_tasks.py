@@ -183,3 +183,13 @@ def test_a_server_that_makes_no_database_for_its_user_gets_file_snapshots(projec
             cursor.execute("DROP DATABASE IF EXISTS limited_app WITH (FORCE)")
             cursor.execute("DROP ROLE IF EXISTS limited")
         maintenance.close()
+
+
+def test_destructive_tasks_name_the_server_and_database_they_act_on(project, development):
+    assert inv(project, "db.init").returncode == 0
+    port = re.search(r":(\d+);", inv(project, "db.status").stdout)[1]
+    where = f"{local_socket(project)}:{port}"
+    reset = inv(project, "db.reset", "--yes")
+    assert f"the development database application at {where} recreated at head" in reset.stderr
+    upgraded = inv(project, "db.upgrade")
+    assert f"the development database application at {where} is at 0003_" in upgraded.stderr
