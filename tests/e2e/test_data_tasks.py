@@ -193,3 +193,34 @@ def test_destructive_tasks_name_the_server_and_database_they_act_on(project, dev
     assert f"the development database application at {where} recreated at head" in reset.stderr
     upgraded = inv(project, "db.upgrade")
     assert f"the development database application at {where} is at 0003_" in upgraded.stderr
+
+
+SCENARIO_TEST = """import pytest
+from sqlalchemy import func, select
+
+from app.models import User
+
+
+@pytest.mark.scenario("ten_users")
+def test_ten(database):
+    assert database.session.scalar(select(func.count()).select_from(User)) == 10
+"""
+
+
+def test_a_scenario_test_runs_on_an_external_server(project, development):
+    """Someone else's server (here the copy's development one, reached as an external one)."""
+    assert inv(project, "db.up").returncode == 0
+    port = re.search(r":(\d+);", inv(project, "db.status").stdout)[1]
+    (project / "tests" / "test_scenario_sample.py").write_text(SCENARIO_TEST)
+    try:
+        ran = inv(
+            project, "test", "--", "tests/test_scenario_sample.py", DB_SERVER="external",
+            POSTGRES_HOSTNAME=local_socket(project), POSTGRES_PORT=port,
+            POSTGRES_PASSWORD=dev_password(project),
+        )  # fmt: skip
+    finally:
+        (project / "tests" / "test_scenario_sample.py").unlink()
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "1 passed" in ran.stdout
+    copies = query(project, "SELECT datname FROM pg_database WHERE datname ~ '_pid'", "postgres")
+    assert copies == []  # each run's copies dropped at its end
