@@ -65,6 +65,17 @@ def fetch_error(url: str) -> tuple[int, str, bytes]:
     pytest.fail(f"{url} answered without an error")
 
 
+def status_of(url: str) -> int | None:
+    """The status `url` answers, None while nothing answers there (a server reloading)."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
 # --------------------------------------------------------------------------- the development server
 
 
@@ -98,6 +109,27 @@ def test_development_data_survives_a_restart(project, dev_port):
         assert cursor.fetchall() == [("kept@example.com",)]
     connection.close()
     inv(project, "db.down")
+
+
+def test_inv_dev_reloads_the_app_when_a_file_is_saved(project, dev_port):
+    web_port = free_port()
+    views = project / "app" / "main.py"
+    original = views.read_text()
+    run = start_inv(project, "local", "dev", POSTGRES_PORT=dev_port, FLASK_RUN_PORT=str(web_port))
+    try:
+        assert fetch_when_up(f"http://127.0.0.1:{web_port}/", lambda: run.poll() is None)
+        views.write_text(original + BUG_VIEW)  # a new route, as a user saves one
+        deadline = time.monotonic() + TIMEOUT
+        # 404 until the app is reloaded with the new view, whose own bug is then a 500.
+        while status_of(f"http://127.0.0.1:{web_port}/bug") != 500:
+            assert time.monotonic() < deadline, "the app was not reloaded"
+            time.sleep(0.2)
+    finally:
+        views.write_text(original)
+        run.send_signal(signal.SIGINT)
+        output = run.communicate(timeout=TIMEOUT)[0]
+        inv(project, "db.down")
+    assert "Detected change in" in output
 
 
 def test_inv_dev_serves_the_app_and_ctrl_c_keeps_the_database(
