@@ -467,7 +467,7 @@ def database_client(c, env, program: str):
         url = managed_database_url(env["DATABASE_URL"]).set(drivername="postgresql")
         export(PGPASSWORD=url.password or "")  # not on the command line, which others can read
         uri = url.set(password=None).render_as_string(hide_password=False)
-        yield [shutil.which(program) or program, "-d", uri], f"the {target} (DATABASE_URL)"
+        yield [servers.client_program(program), "-d", uri], f"the {target} (DATABASE_URL)"
         return
     if in_stack := production_stack_database(env):
         container, where = in_stack

@@ -89,29 +89,34 @@ class Provider:
             self.env.vars["POSTGRES_PASSWORD"] = before
 
     def client(self, program: str, port: int, database: str, tty: bool = False) -> list[str]:
-        """A PostgreSQL client (psql, pg_dump, pg_restore) on `database`: the local server's,
-        usually the newest (pg_dump refuses a newer server), else PATH's."""
-        import shutil
-
-        from invoke import Exit
-
-        from steps.servers.local_template import find_server_binaries
-
-        try:
-            path = str(find_server_binaries() / program)
-        except Exit:  # no server binaries here
-            path = shutil.which(program) or program
+        """A PostgreSQL client (psql, pg_dump, pg_restore) on `database`."""
+        user = self.env["POSTGRES_USER"]
         return [
-            path,
+            client_program(program),
             "-h",
             self.host,
             "-p",
             str(port),
             "-U",
-            self.env["POSTGRES_USER"],
+            user,
             "-d",
             database,
         ]
+
+
+def client_program(program: str) -> str:
+    """The local server binaries' `program`, usually the newest (pg_dump refuses a newer
+    server), else PATH's."""
+    import shutil
+
+    from invoke import Exit
+
+    from steps.servers.local_template import find_server_binaries
+
+    try:
+        return str(find_server_binaries() / program)
+    except Exit:  # no server binaries here
+        return shutil.which(program) or program
 
 
 def provider_for(env: Env, ready_timeout: float = READY_TIMEOUT) -> Provider:

@@ -224,3 +224,18 @@ def test_a_scenario_test_runs_on_an_external_server(project, development):
     assert "1 passed" in ran.stdout
     copies = query(project, "SELECT datname FROM pg_database WHERE datname ~ '_pid'", "postgres")
     assert copies == []  # each run's copies dropped at its end
+
+
+def test_dump_and_load_through_database_url(project, development, tmp_path):
+    """A managed database, as DATABASE_URL names it: here the copy's server, over its socket."""
+    assert inv(project, "db.seed", "ten_users").returncode == 0
+    port = re.search(r":(\d+);", inv(project, "db.status").stdout)[1]
+    url = f"postgresql://postgres:{dev_password(project)}@/application?host={local_socket(project)}&port={port}"
+    dump = tmp_path / "managed.dump"
+    dumped = inv(project, "db.dump", "--file", str(dump), DATABASE_URL=url)
+    assert dumped.returncode == 0, dumped.stderr
+    assert "(DATABASE_URL)" in dumped.stderr and dev_password(project) not in dumped.stderr
+    query(project, "DELETE FROM users")
+    loaded = inv(project, "db.load", str(dump), "--yes", DATABASE_URL=url)
+    assert loaded.returncode == 0, loaded.stderr
+    assert query(project, USERS) == [(10,)]
