@@ -12,6 +12,9 @@ servers        the database servers: who provides PostgreSQL (DB_SERVER), a serv
 compose        Docker and Compose: the engine's checks, a project per environment
 swarm          the production stack on Docker Swarm
 app_commands   the app's commands: flask, migrations, gunicorn, pytest
+templates      template databases (at head, one per scenario) and this process's copies
+scenarios      named data: scenarios/NAME.py, its digest, building it
+snapshots      an environment's snapshots, dumps and loads
 pytest_database  a pytest plugin: the tests' database, a copy of a migrated template
 interruptible  `python -m MODULE`, ended by Ctrl-C with status 130 and no traceback
 """
