@@ -193,6 +193,27 @@ def test(c, pattern=None, no_cov=False, e2e=False, watch=False):
         raise Exit(code=run(command + args))
 
 
+@task(help={"port": "serve on this port (config: docs.port)", "no-serve": "build only"})
+def docs(c, port=None, no_serve=False):
+    """Build the docs site from docs/ (a warning fails the build) and serve it on 127.0.0.1."""
+    if not shutil.which("dot"):
+        fail(
+            "Graphviz's `dot` not found (the docs' diagrams): apt install graphviz (brew on macOS)"
+        )
+    site = PROJECT / "docs" / "_build" / "html"
+    build = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "docs"]
+    if run([*build, str(site)]) != 0:
+        fail("the docs have warnings (see above): each is an error")
+    if no_serve:
+        return say(f"built {site.relative_to(PROJECT)}/index.html")
+    port = int(port or c.config.docs.port)
+    if not postgres.port_is_free(port):
+        fail(f"port {port} is in use: `inv docs --port N`, or docs.port in invoke.yaml")
+    say(f"serving the docs at http://{postgres.LOOPBACK}:{port}/ (Ctrl-C stops it)")
+    serve = [sys.executable, "-m", "http.server", "--bind", postgres.LOOPBACK, str(port)]
+    raise Exit(code=run([*serve, "--directory", str(site)]))
+
+
 @task
 def lint(c):
     """Check the code: ruff check, ruff format --check, and the models against the migrations."""
@@ -649,7 +670,7 @@ db = Collection(
     db_load,
 )
 stack = Collection("stack", stack_deploy, stack_status, stack_rm)
-ns = Collection(dev, serve, test, fuzz, lint, format, lock, flask_cli, compose_cli, db, stack)
+ns = Collection(dev, serve, test, fuzz, docs, lint, format, lock, flask_cli, compose_cli, db, stack)
 ns.add_task(scenario_run)
 ns.add_task(scenarios_list)
 ns.configure(
@@ -657,6 +678,7 @@ ns.configure(
         "postgres": {"ready_timeout": 30.0},
         "test": {"coverage": True, "workers": 5},
         "lock": {"python": "3.11", "index_url": "https://pypi.org/simple"},
+        "docs": {"port": 8800},
     }
 )
 words_before_the_dashes(sys.argv, ns.task_names)
