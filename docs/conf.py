@@ -17,3 +17,5 @@ myst_heading_anchors = 3
 html_theme = "furo"
 html_title = project
 graphviz_output_format = "svg"
+html_static_path = ["_static"]
+html_js_files = ["diagrams.js"]

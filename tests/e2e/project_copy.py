@@ -62,8 +62,17 @@ def make_copy(root: Path) -> Path:
         ".dockerignore",
     ):
         shutil.copy(PROJECT / name, root / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.local.env")
-    for name in ("app", "steps", "env", "migrations", "compose", "requirements", "scenarios"):
+    ignore = shutil.ignore_patterns("__pycache__", "*.local.env", "_build")
+    for name in (
+        "app",
+        "steps",
+        "env",
+        "migrations",
+        "compose",
+        "requirements",
+        "scenarios",
+        "docs",
+    ):
         shutil.copytree(PROJECT / name, root / name, ignore=ignore)
     (root / "tests").mkdir()
     shutil.copy(PROJECT / "tests" / "conftest.py", root / "tests" / "conftest.py")
