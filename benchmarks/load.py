@@ -1,13 +1,6 @@
-"""The JSON API under load, as Markdown for the README.
+"""The JSON API under load (wrk), gunicorn beside the Flask development server and a psycopg2 loop.
 
-`GET /users/<id>` (random ids among 5,000 seeded users) under wrk, keep-alive, served by
-gunicorn as `inv serve` runs it and by the Flask development server, beside the floor: the
-app's query in a bare psycopg2 loop. Then `POST /users` with fresh emails under gunicorn,
-checked against the rows added. The database is the one `inv test` gives a pytest process
-(DB_SERVER=local|compose picks the server). Needs wrk; exits with 1 on an error answer or a
-lost write. --quick: 2 s runs.
-
-    python benchmarks/load.py [--seconds 30] [--connections 16] [--quick]
+python benchmarks/load.py [--seconds 30] [--connections 16] [--quick]
 """
 
 from __future__ import annotations
@@ -246,8 +239,7 @@ class Load:
 
 @contextlib.contextmanager
 def test_database(env: environment.Env) -> Iterator[tuple[str, int, str]]:
-    """The database a pytest process of `inv test` gets (steps/templates.py): the tests'
-    server, the template at head, a copy of it (exported as APPLICATION_DB for the servers)."""
+    """The database a pytest process of `inv test` gets, exported as APPLICATION_DB."""
     with servers.database_for_tests(env) as (host, port):
         with server_connection(env, host, port) as server:
             template = template_at_head(env, server)

@@ -1,17 +1,6 @@
 """How many requests fail while Docker Swarm rolls out a new image of the web service.
 
-    python benchmarks/rolling_update.py [--runs 3] [--replicas 3] [--quick]
-
-In a copy of the project (your checkout and stacks are not touched): `inv stack.deploy`,
-then, under a steady loop of real requests (POST /users, then GET of that row), a changed
-image and `inv stack.deploy` again, which rolls the replicas one at a time (start-first,
-compose/swarm.yml). Prints requests and failures per update. Makes this engine a swarm
-manager for the run when it is not one, and leaves it as it found it, images included.
-
-The loop goes through the proxy, as users' requests do: by the published port (the routing
-mesh) where the kernel has IPVS; where it has none (this project's CI machines), Swarm's
-routing mesh cannot work, and the loop runs inside the stack's network, to the proxy's
-container by name (`tasks.proxy`).
+python benchmarks/rolling_update.py [--runs 3] [--replicas 3] [--quick]
 """
 
 import argparse

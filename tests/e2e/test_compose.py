@@ -1,8 +1,4 @@
-"""The Compose path on a real Docker engine, through the real `inv`, in a copy of the project.
-
-Skipped, with the reason, where no engine answers; in CI (CI=true) that is a failure instead,
-because .ci/run provisions an engine.
-"""
+"""The Compose path on a real Docker engine, through the real `inv`, in a copy of the project."""
 
 import json
 import os
@@ -37,8 +33,7 @@ skip_module_without_docker_engine()
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A copy of the project; every container, network and volume of its projects removed
-    after, and its local state."""
+    """A copy of the project; its Compose projects and local state removed after."""
     with alone_with_the_engine_s_networks(tmp_path_factory):
         root = make_copy(tmp_path_factory.mktemp(f"compose{os.getpid()}-"))
         yield root
@@ -234,8 +229,7 @@ def test_the_development_stack_creates_its_database_and_serves_the_api(project, 
 
 @pytest.fixture
 def renamed_shop(project):
-    """The copy renamed `shop` in its pyproject.toml, as a new project starts; its images
-    removed after."""
+    """The copy renamed `shop` in its pyproject.toml, as a new project starts."""
     settings = project / "pyproject.toml"
     original = settings.read_text()
     settings.write_text(original.replace('name = "flask-invoke"', 'name = "shop"', 1))
@@ -248,8 +242,7 @@ def renamed_shop(project):
 
 
 def test_the_production_stack_serves_the_api_and_keeps_its_data(project, ports, renamed_shop):
-    """From nothing, in a project renamed `shop`: POST, GET the same row, /health; then down +
-    up (volume kept): still there. Its name is the API's title, its image's and its project's."""
+    """From nothing: real API calls through the proxy; down and up: the data kept."""
     env = {**ports, **PRODUCTION}
     url = f"http://127.0.0.1:{ports['WEB_PORT']}"
     try:
@@ -311,8 +304,7 @@ def test_the_production_stack_serves_the_api_and_keeps_its_data(project, ports, 
 def test_production_web_replicas_migrate_once_and_a_failed_migration_never_serves(
     project, ports, web_image
 ):
-    """Three web containers starting at once: one migrates. Then a broken migration: each
-    container says so in one line and exits; nothing answers."""
+    """Three web containers at once: one migrates; a broken migration: none serves."""
     env = {**ports, **PRODUCTION, "WEB_IMAGE": web_image("latest")}
     versions = project / "migrations" / "versions"
     head = max(path.name[:4] for path in versions.glob("[0-9][0-9][0-9][0-9]_*.py"))
@@ -368,8 +360,7 @@ def downgrade():
 
 @pytest.fixture
 def web_image(project):
-    """An image name of the copy's own (`<copy>-web:<tag>`), removed after the test with
-    whatever its builds left dangling."""
+    """An image name of the copy's own, removed after the test with its leftovers."""
     repository = f"{compose_prefix(project)}-web"
     dangling = set(dangling_images())
     yield lambda tag: f"{repository}:{tag}"

@@ -1,9 +1,4 @@
-"""The production stack's proxy (nginx, compose/nginx.conf) on a real Docker engine, in a copy
-of the project: clients that stall gunicorn alone do not stall the service behind it, nginx's
-own errors are the app's JSON, and the app sees the client nginx saw.
-
-Skipped, with the reason, where no Docker engine answers (a failure under CI=true).
-"""
+"""The production stack's proxy (compose/nginx.conf) on a real Docker engine."""
 
 import contextlib
 import json
@@ -48,8 +43,7 @@ class Stack(NamedTuple):
         return run_inv(self.project, "compose", "compose", "--", *args, **self.env)
 
     def address_of(self, service: str) -> str:
-        """The service's container's address on the stack's network (reachable from a Linux
-        host's own network namespace, not through Docker Desktop's VM)."""
+        """The service's container's address on the stack's network (a Linux host reaches it)."""
         container = self.compose("ps", "--quiet", service).stdout.strip()
         inspect = ["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container]  # fmt: skip
         return subprocess.run(inspect, capture_output=True, text=True, check=True).stdout.strip()
@@ -57,8 +51,7 @@ class Stack(NamedTuple):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
-    """The copy's production stack, up, gunicorn at 1 worker x 20 connections; removed after
-    with its volume and image."""
+    """The copy's production stack, gunicorn at 1 worker x 20 connections; removed after."""
     with alone_with_the_engine_s_networks(tmp_path_factory):
         project = make_copy(tmp_path_factory.mktemp(f"proxy{os.getpid()}-"))
         prefix = compose.project_name(project.resolve())
@@ -110,8 +103,7 @@ def health_seconds(url: str, timeout: float = 3) -> float | None:
 
 
 def seconds_until_closed(connections: list[socket.socket], limit: float) -> list[float | None]:
-    """For each connection, the seconds until the server closed it, from now; None when it
-    was still open after `limit` seconds."""
+    """For each connection, the seconds until the server closed it (None: open after `limit`)."""
     started, closed = time.monotonic(), []
     for connection in connections:
         connection.settimeout(max(0.01, started + limit - time.monotonic()))
@@ -149,8 +141,7 @@ def test_slow_clients_beyond_gunicorns_capacity_do_not_stall_the_service(stack):
 
 
 def test_without_the_proxy_the_same_clients_stall_gunicorn(stack):
-    """The control: sent to gunicorn itself, they hold its 20 connections and /health gets no
-    answer; once they go, it answers again."""
+    """The control: sent to gunicorn itself, the same clients leave /health unanswered."""
     web = f"http://{stack.address_of('web')}:8000"
     assert health_seconds(web) is not None, f"gunicorn does not answer at {web} before the test"
     with stalled_uploads(stack.address_of("web"), 8000):
@@ -195,8 +186,7 @@ def test_the_app_logs_the_client_nginx_saw_not_nginx_nor_what_the_client_claims(
 
 
 def test_the_app_down_is_nginx_s_json_502(stack):
-    """Its address still in nginx's DNS cache (2 s), a connection times out (504); then
-    Docker's DNS no longer knows `web` (502)."""
+    """With web stopped: a JSON 504 while nginx's DNS cache holds it (2 s), then a JSON 502."""
     assert stack.compose("stop", "web").returncode == 0
     try:
         answers, deadline = [], time.monotonic() + 10

@@ -1,8 +1,4 @@
-"""The production stack on Docker Swarm, through the real `inv stack.*`, in a copy of the
-project: 3 replicas, migrations once, real API calls, nothing left behind.
-
-Skipped, with the reason, where no Docker engine answers (a failure under CI=true).
-"""
+"""The production stack on Docker Swarm through the real `inv stack.*`, in a copy of the project."""
 
 import os
 import secrets
@@ -171,8 +167,7 @@ def docker(*args: str) -> str:
 
 
 def service_logs(service: str, raw: bool = True) -> str:
-    """Every replica's output (raw: without the task's name before each line); the entry
-    point and alembic write to stderr."""
+    """Every replica's output, raw (the entry point and alembic write to stderr)."""
     result = subprocess.run(
         ["docker", "service", "logs", *(["--raw"] if raw else []), service],
         capture_output=True, text=True, timeout=60,
