@@ -8,6 +8,7 @@ with (Path(__file__).resolve().parent.parent / "pyproject.toml").open("rb") as s
 
 project = _project["name"]
 release = _project["version"]
+# Sphinx with Markdown (MyST), as the Pallets projects: MkDocs Material announces its end of life.
 extensions = ["myst_parser", "sphinx.ext.graphviz"]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build"]
