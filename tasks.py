@@ -201,8 +201,8 @@ def docs(c, port=None, no_serve=False):
             "Graphviz's `dot` not found (the docs' diagrams): apt install graphviz (brew on macOS)"
         )
     site = PROJECT / "docs" / "_build" / "html"
-    build = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "docs"]
-    if run([*build, str(site)]) != 0:
+    build = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html"]
+    if not c.run(shlex.join([*build, str(PROJECT / "docs"), str(site)]), warn=True).ok:
         fail("the docs have warnings (see above): each is an error")
     if no_serve:
         return say(f"built {site.relative_to(PROJECT)}/index.html")
