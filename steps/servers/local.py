@@ -299,8 +299,3 @@ class LocalProvider(Provider):
                 f"no cluster yet: `{task_for(self.env, 'db.up')}` makes it in {self.cluster.home}"
             )
         return f"data {self.cluster.data}; log {self.cluster.log}; password in {self.password_file}"
-
-    def client(self, program: str, port: int, database: str, tty: bool = False) -> list[str]:
-        """The client that came with the server (another on PATH may be older)."""
-        path, user = str(find_server_binaries() / program), self.env["POSTGRES_USER"]
-        return [path, "-h", self.host, "-p", str(port), "-U", user, "-d", database]
