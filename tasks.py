@@ -32,10 +32,11 @@ from steps.commands import (
     remainder,
     run,
     say,
+    sigterm_unwinds,
     task,
     words_before_the_dashes,
 )
-from steps.environment import export, load_env
+from steps.environment import export, load_env, number_in
 from steps.servers.compose import ComposeProvider
 from steps.servers.external import ExternalProvider
 
@@ -117,6 +118,11 @@ def flask_run(*args: str) -> int:
     return app_commands.flask("run", "--exclude-patterns", skip, *args)
 
 
+def scenario_failed(name: str, error: Exception, outcome: str) -> str:
+    reason = (str(error).strip().splitlines() or [""])[0]
+    return f"the {name} scenario failed, {outcome}: {type(error).__name__}: {reason}"
+
+
 def no_scenarios_in_production(env) -> None:
     if env.production:
         fail("scenarios are test and demo data: not for the production database")
@@ -129,10 +135,13 @@ def scenario_run(c, name):
     scenarios.require(name)
     no_scenarios_in_production(env)
     port = postgres.free_port()
-    with (
-        server(c, env) as (host, db_port),
-        templates.copy_of_scenario(env, host, db_port, name) as database,
-    ):
+    with server(c, env) as (host, db_port), contextlib.ExitStack() as stack:
+        try:
+            database = stack.enter_context(templates.copy_of_scenario(env, host, db_port, name))
+        except Exit:
+            raise
+        except Exception as error:
+            fail(scenario_failed(name, error, "nothing was made"))
         export(APPLICATION_DB=database)
         url = f"http://{postgres.LOOPBACK}:{port}/"
         say(f"serving the {name} scenario at {url} (Ctrl-C stops it and drops {database})")
@@ -206,11 +215,13 @@ def docs(c, port=None, no_serve=False):
         fail("the docs have warnings (see above): each is an error")
     if no_serve:
         return say(f"built {site.relative_to(PROJECT)}/index.html")
-    port = int(port or c.config.docs.port)
-    if not postgres.port_is_free(port):
+    port = str(port or c.config.docs.port)
+    if not number_in(port, 1, 65535):
+        fail(f"--port {port!r} is not a port number (1 to 65535)")
+    if not postgres.port_is_free(int(port)):
         fail(f"port {port} is in use: `inv docs --port N`, or docs.port in invoke.yaml")
     say(f"serving the docs at http://{postgres.LOOPBACK}:{port}/ (Ctrl-C stops it)")
-    serve = [sys.executable, "-m", "http.server", "--bind", postgres.LOOPBACK, str(port)]
+    serve = [sys.executable, "-m", "http.server", "--bind", postgres.LOOPBACK, port]
     raise Exit(code=run([*serve, "--directory", str(site)]))
 
 
@@ -373,7 +384,7 @@ def db_shell(c):
     """Open psql on the app's database, with the psql that matches its server."""
     env = load_env()
     if in_stack := production_stack_database(env):
-        psql = ["psql", "-U", env["POSTGRES_USER"], env["APPLICATION_DB"]]
+        psql = ["psql", "-U", env["POSTGRES_USER"], env["APPLICATION_DB"], *remainder(c)]
         interactive = ["--interactive", "--tty"] if sys.stdin.isatty() else ["--interactive"]
         raise Exit(code=run(["docker", "exec", *interactive, in_stack[0], *psql], interactive=True))
     with server(c, env) as (host, port):
@@ -381,9 +392,12 @@ def db_shell(c):
         export(PGPASSWORD=env["POSTGRES_PASSWORD"])
         raise Exit(
             code=run(
-                servers.provider_for(env).client(
-                    "psql", port, env["APPLICATION_DB"], sys.stdin.isatty()
-                ),
+                [
+                    *servers.provider_for(env).client(
+                        "psql", port, env["APPLICATION_DB"], sys.stdin.isatty()
+                    ),
+                    *remainder(c),
+                ],
                 interactive=True,
             )
         )
@@ -408,8 +422,7 @@ def db_seed(c, name, yes=False):
         try:
             scenarios.build(name, lambda: postgres.connect(env, host, port, env["APPLICATION_DB"]))
         except Exception as error:
-            reason = (str(error).strip().splitlines() or [""])[0]
-            fail(f"the {name} scenario failed, nothing was added: {type(error).__name__}: {reason}")
+            fail(scenario_failed(name, error, "nothing was added"))
         say(f"{target} holds the {name} scenario's data")
 
 
@@ -451,7 +464,7 @@ def db_snapshot(c, name, rm=False, yes=False):
     """Snapshot this environment's database as NAME (`db.restore NAME` brings it back)."""
     env = load_env()
     snapshots.check_name(name)
-    with environment_snapshots(c, env) as found:
+    with sigterm_unwinds(), environment_snapshots(c, env) as found:
         say(found.remove(name) if rm else found.take(name, yes))
 
 
@@ -460,7 +473,7 @@ def db_restore(c, name, yes=False):
     """Replace this environment's database with snapshot NAME (asks first)."""
     env = load_env()
     snapshots.check_name(name)
-    with environment_snapshots(c, env) as found:
+    with sigterm_unwinds(), environment_snapshots(c, env) as found:
         told = found.restore(name, yes)
     for line in told:
         say(line)
@@ -473,7 +486,9 @@ def db_snapshots(c):
     with environment_snapshots(c, env) as found:
         listed = found.listing()
     if not listed:
-        say(f"no snapshot of the {env.name} database: `inv db.snapshot NAME` takes one")
+        say(
+            f"no snapshot of the {env.name} database: `{servers.task_for(env, 'db.snapshot NAME')}`"
+        )
     for name, size, head, taken in listed:
         print(f"{name:<24}  {size / 2**20:8.1f} MB  at {head}  {snapshots.age(taken)} old")
 
@@ -513,6 +528,8 @@ def db_dump(c, file=None):
     path = Path(file or f"{env['APPLICATION_DB']}-{env.name}-{stamp}.dump").absolute()
     if path.exists():
         fail(f"{path} exists: give another --file, or remove it")
+    if not path.parent.is_dir():
+        fail(f"no folder {path.parent} for the dump: make it, or give another --file")
     with database_client(c, env, "pg_dump") as (client, where):
         snapshots.dump_to(client, path)
     say(f"dumped {where} to {path}")

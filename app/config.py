@@ -162,7 +162,10 @@ class Config:
             # Every connection busy: a request waits DATABASE_TIMEOUT for one, then gets a 503.
             "pool_timeout": settings["DATABASE_TIMEOUT"],
             # libpq's own limit (whole seconds, 2 at least); the request's deadline is what counts.
-            "connect_args": {"connect_timeout": max(2, math.ceil(settings["DATABASE_TIMEOUT"]))},
+            "connect_args": {
+                "connect_timeout": max(2, math.ceil(settings["DATABASE_TIMEOUT"])),
+                "application_name": "app",  # how PostgreSQL lists its connections
+            },
         }
         return settings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import secrets
 import shutil
@@ -177,12 +178,22 @@ def coverage_data_of_this_run() -> Iterator[None]:
 
 def watch_command(command: list[str]) -> list[str]:
     """pytest_command under pytest-watcher: run now, then again whenever a file changes."""
-    if not shutil.which("ptw"):
+    if not importlib.util.find_spec("pytest_watcher"):
         fail("pytest-watcher not found: `pip install -r requirements/development.txt`")
     python, _, module, *pytest_args = command  # the interpreter, -m, steps.interruptible, ...
-    # `**/`: watchdog 7 matches a pattern against the whole path (pytest-watcher's *.py: nothing).
+    # `**/`: watchdog matches a pattern against the whole path (pytest-watcher's *.py: nothing).
     watching = [str(PROJECT), "--now", "--patterns", "**/*.py"]
-    return [shutil.which("ptw"), *watching, "--runner", python, "-m", module, *pytest_args]
+    # Under steps.interruptible too: Ctrl-C ends it with 130, not pytest-watcher's traceback.
+    return [
+        *PYTHON_MODULE,
+        "pytest_watcher",
+        *watching,
+        "--runner",
+        python,
+        "-m",
+        module,
+        *pytest_args,
+    ]
 
 
 # pytest's options whose value is never a path: the word after them is left as it is.

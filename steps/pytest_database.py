@@ -116,6 +116,15 @@ def scenario_database(request, scenario_copies) -> str | None:
     return scenario_copies(*marker.args) if marker else None
 
 
+def pytest_runtest_setup(item) -> None:
+    """A scenario marker names one scenario, on a test whose fixtures hold the database."""
+    if marker := item.get_closest_marker("scenario"):
+        if len(marker.args) != 1:
+            pytest.fail('a scenario marker names one: @pytest.mark.scenario("ten_users")', False)
+        if "scenario_database" not in item.fixturenames:
+            pytest.fail("a test marked with a scenario uses `database` or `client`", False)
+
+
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "scenario(name): the test's data is scenarios/NAME.py's")
 

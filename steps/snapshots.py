@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from steps import PROJECT
-from steps.commands import confirm, fail
+from steps.commands import confirm, fail, signals_held, sigterm_unwinds
 from steps.environment import Env, export
 from steps.postgres import applied_revision, tables_with_rows
 from steps.servers import provider_for, task_for
@@ -83,10 +83,15 @@ class Snapshots:
             return f"{taken}: the server makes no databases for this user: a pg_dump file, {where}"
         snapshot = sql.Identifier(self.database_of(name))
         self.end_connections(self.database, yes)
-        copy_database(self.cursor, self.database_of(name), self.database)
-        options = "IS_TEMPLATE true ALLOW_CONNECTIONS false"  # nobody changes it
-        self.cursor.execute(sql.SQL("ALTER DATABASE {} WITH " + options).format(snapshot))
-        self.cursor.execute(sql.SQL("COMMENT ON DATABASE {} IS %s").format(snapshot), (about,))
+        try:  # a whole snapshot or none, Ctrl-C included
+            copy_database(self.cursor, self.database_of(name), self.database)
+            options = "IS_TEMPLATE true ALLOW_CONNECTIONS false"  # nobody changes it
+            self.cursor.execute(sql.SQL("ALTER DATABASE {} WITH " + options).format(snapshot))
+            self.cursor.execute(sql.SQL("COMMENT ON DATABASE {} IS %s").format(snapshot), (about,))
+        except BaseException:
+            with signals_held():
+                drop(self.cursor, self.database_of(name))
+            raise
         return f"{taken}: a template database on its server"
 
     def restore(self, name: str, yes: bool) -> list[str]:
@@ -123,9 +128,9 @@ class Snapshots:
         building, replaced = f"{self.database}_restoring", f"{self.database}_replaced"
         drop(self.cursor, building)
         drop(self.cursor, replaced)  # left by a restore killed before its end
-        copy_database(self.cursor, building, self.database_of(name))
         rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
         try:
+            copy_database(self.cursor, building, self.database_of(name))
             if there := exists(self.cursor, self.database):
                 self.end_connections(self.database, yes)
             self.cursor.execute("BEGIN")  # both renames or neither
@@ -136,8 +141,9 @@ class Snapshots:
             self.cursor.execute(rename.format(*names))
             self.cursor.execute("COMMIT")
         except BaseException:
-            self.cursor.execute("ROLLBACK")
-            drop(self.cursor, building)
+            with signals_held():
+                self.cursor.execute("ROLLBACK")
+                drop(self.cursor, building)
             raise
         drop(self.cursor, replaced)
 
@@ -201,12 +207,17 @@ def dump_to(client: list[str], path: Path) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.unlink(missing_ok=True)
     # Readable by its owner only: a database's rows, the production one's too.
-    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as output:
-        done = subprocess.run([*client, "--format=custom"], stdout=output, stderr=subprocess.PIPE)
-    if done.returncode != 0:
-        partial.unlink()
-        fail(f"pg_dump failed: {last_line(done.stderr)}")
-    partial.rename(path)
+    with sigterm_unwinds():
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            with os.fdopen(os.open(partial, flags, 0o600), "wb") as output:
+                dump = [*client, "--format=custom"]
+                done = subprocess.run(dump, stdout=output, stderr=subprocess.PIPE)
+            if done.returncode != 0:
+                fail(f"pg_dump failed: {last_line(done.stderr)}")
+            partial.rename(path)
+        finally:  # failed or interrupted: no file
+            partial.unlink(missing_ok=True)
 
 
 def load_from(client: list[str], path: Path) -> None:

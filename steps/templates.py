@@ -163,6 +163,7 @@ def copy_at_head(env: Env, host: str, port: int) -> Iterator[str]:
 def copy_of_scenario(env: Env, host: str, port: int, name: str) -> Iterator[str]:
     """This process's database holding scenarios/NAME.py's data, dropped on the way out."""
     with server_connection(env, host, port) as server:
+        remove_abandoned_copies(env, server)
         template = scenario_template(env, server, name)
     with copy_of(env, host, port, template, "_" + scenario_label(name).rstrip("_")) as copy:
         yield copy
