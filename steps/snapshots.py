@@ -168,8 +168,14 @@ class Snapshots:
     def end_connections(self, database: str, yes: bool) -> None:
         """Name the connections open on `database` (a running inv dev's); end them on a yes."""
         others = "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-        self.cursor.execute(f"SELECT pid, application_name {others}", (database,))
-        if found := self.cursor.fetchall():
+        deadline = time.monotonic() + 1  # a command that just ended: its backend is exiting
+        while True:
+            self.cursor.execute(f"SELECT pid, application_name {others}", (database,))
+            found = self.cursor.fetchall()
+            if not found or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if found:
             named = ", ".join(f"pid {pid}" + (f" ({app})" if app else "") for pid, app in found)
             confirm(
                 f"{database} is in use by {named}: end these connections?", yes, self.env.production
