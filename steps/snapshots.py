@@ -15,6 +15,7 @@ from steps.commands import confirm, fail, signals_held, sigterm_unwinds
 from steps.environment import Env, export
 from steps.postgres import applied_revision, tables_with_rows
 from steps.servers import provider_for, task_for
+from steps.templates import drop
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,23}")
 
@@ -196,16 +197,6 @@ def copy_database(cursor, target: str, source: str) -> None:
         cursor.execute(query.format(sql.Identifier(target), sql.Identifier(source)))
     except errors.ObjectInUse:
         fail(f"{source} is in use again (the app reconnected?): stop it, then try again")
-
-
-def drop(cursor, database: str) -> None:
-    """Drop `database` if it exists, template or not, ending its connections."""
-    from psycopg2 import sql
-
-    if exists(cursor, database):
-        identifier = sql.Identifier(database)
-        cursor.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(identifier))
-        cursor.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(identifier))
 
 
 def dump_to(client: list[str], path: Path) -> None:
