@@ -28,11 +28,15 @@ def development(project):
     inv(project, "db.reset", "--yes")
 
 
+def socket_number(project) -> str:
+    """The number of the copy's running development server's socket, as db.status names it."""
+    return re.search(r":(\d+);", inv(project, "db.status").stdout)[1]
+
+
 def connect(project, database: str = "application", **options):
     """A connection to the copy's running development server, as the app makes one."""
-    port = re.search(r":(\d+);", inv(project, "db.status").stdout).group(1)
     connection = psycopg2.connect(
-        host=local_socket(project), port=port, user="postgres", dbname=database,
+        host=local_socket(project), port=socket_number(project), user="postgres", dbname=database,
         password=dev_password(project), **options,
     )  # fmt: skip
     connection.autocommit = True
@@ -161,7 +165,7 @@ def test_a_server_that_makes_no_database_for_its_user_gets_file_snapshots(projec
     with maintenance.cursor() as cursor:
         cursor.execute("CREATE ROLE limited LOGIN PASSWORD 'limited-pw' NOCREATEDB")
         cursor.execute("CREATE DATABASE limited_app OWNER limited")
-    port = re.search(r":(\d+);", inv(project, "db.status").stdout).group(1)
+    port = socket_number(project)
     external = {
         "DB_SERVER": "external", "POSTGRES_HOSTNAME": local_socket(project), "POSTGRES_PORT": port,
         "POSTGRES_USER": "limited", "POSTGRES_PASSWORD": "limited-pw", "APPLICATION_DB": "limited_app",
@@ -187,7 +191,7 @@ def test_a_server_that_makes_no_database_for_its_user_gets_file_snapshots(projec
 
 def test_destructive_tasks_name_the_server_and_database_they_act_on(project, development):
     assert inv(project, "db.init").returncode == 0
-    port = re.search(r":(\d+);", inv(project, "db.status").stdout)[1]
+    port = socket_number(project)
     where = f"{local_socket(project)}:{port}"
     reset = inv(project, "db.reset", "--yes")
     assert f"the development database application at {where} recreated at head" in reset.stderr
@@ -210,7 +214,7 @@ def test_ten(database):
 def test_a_scenario_test_runs_on_an_external_server(project, development):
     """Someone else's server (here the copy's development one, reached as an external one)."""
     assert inv(project, "db.up").returncode == 0
-    port = re.search(r":(\d+);", inv(project, "db.status").stdout)[1]
+    port = socket_number(project)
     (project / "tests" / "test_scenario_sample.py").write_text(SCENARIO_TEST)
     try:
         ran = inv(
@@ -229,7 +233,7 @@ def test_a_scenario_test_runs_on_an_external_server(project, development):
 def test_dump_and_load_through_database_url(project, development, tmp_path):
     """A managed database, as DATABASE_URL names it: here the copy's server, over its socket."""
     assert inv(project, "db.seed", "ten_users").returncode == 0
-    port = re.search(r":(\d+);", inv(project, "db.status").stdout)[1]
+    port = socket_number(project)
     url = f"postgresql://postgres:{dev_password(project)}@/application?host={local_socket(project)}&port={port}"
     dump = tmp_path / "managed.dump"
     dumped = inv(project, "db.dump", "--file", str(dump), DATABASE_URL=url)
