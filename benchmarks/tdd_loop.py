@@ -44,7 +44,11 @@ def main() -> None:
             timed(command, env, cwd)
         times[label] = [timed(command, env, cwd) for _ in range(runs)]
 
-    test_file = inv("test", "--", TEST_FILE)
+    test_file, pattern, suite = (
+        inv("test", "--", TEST_FILE),
+        inv("test", "--pattern", "user"),
+        inv("test"),
+    )
     with one_line_errors(), project_copy() as copy:
         seed_project = baseline(options.baseline)
         seed = "seed: `python manage.py test`" if seed_project else None
@@ -57,6 +61,7 @@ def main() -> None:
             try:
                 env = environ(DB_SERVER=server)
                 measure(f"warm {server}: `inv test -- {TEST_FILE}`", test_file, copy, env)
+                measure(f"warm {server}: `inv test --pattern user`", pattern, copy, env)
                 if server == "local":
                     plain = [sys.executable, "-m", "pytest", TEST_FILE]
                     measure(f"warm local: `pytest {TEST_FILE}`", plain, copy, env)
@@ -66,13 +71,9 @@ def main() -> None:
             env = environ(DB_SERVER=server)
             measure(f"cold {server}: `inv test -- {TEST_FILE}`", test_file, copy, env)
         for server in servers:
-            pattern = inv("test", "--pattern", "user")
-            measure(
-                f"cold {server}: `inv test --pattern user`",
-                pattern,
-                copy,
-                environ(DB_SERVER=server),
-            )
+            env = environ(DB_SERVER=server)
+            measure(f"cold {server}: `inv test --pattern user`", pattern, copy, env)
+            measure(f"cold {server}: `inv test` (the app's suite)", suite, copy, env)
     print(median_table(times, seed))
 
 
