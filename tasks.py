@@ -383,24 +383,9 @@ def db_status(c):
 def db_shell(c):
     """Open psql on the app's database, with the psql that matches its server."""
     env = load_env()
-    if in_stack := production_stack_database(env):
-        psql = ["psql", "-U", env["POSTGRES_USER"], env["APPLICATION_DB"], *remainder(c)]
-        interactive = ["--interactive", "--tty"] if sys.stdin.isatty() else ["--interactive"]
-        raise Exit(code=run(["docker", "exec", *interactive, in_stack[0], *psql], interactive=True))
-    with server(c, env) as (host, port):
-        postgres.create_database(env, host, port)
-        export(PGPASSWORD=env["POSTGRES_PASSWORD"])
-        raise Exit(
-            code=run(
-                [
-                    *servers.provider_for(env).client(
-                        "psql", port, env["APPLICATION_DB"], sys.stdin.isatty()
-                    ),
-                    *remainder(c),
-                ],
-                interactive=True,
-            )
-        )
+    refuse_database_url(env)
+    with database_client(c, env, "psql", sys.stdin.isatty()) as (psql, _):
+        raise Exit(code=run([*psql, *remainder(c)], interactive=True))
 
 
 @task(
@@ -494,7 +479,7 @@ def db_snapshots(c):
 
 
 @contextlib.contextmanager
-def database_client(c, env, program: str):
+def database_client(c, env, program: str, tty: bool = False):
     """(a client command on the app's database, where that database is), whoever runs it."""
     database = env["APPLICATION_DB"]
     if target := database_url_target(env):
@@ -507,16 +492,15 @@ def database_client(c, env, program: str):
         return
     if in_stack := production_stack_database(env):
         container, where = in_stack
-        user = env["POSTGRES_USER"]
+        exec_ = ["docker", "exec", "-i", *(["-t"] if tty else []), container]
         yield (
-            ["docker", "exec", "-i", container, program, "-U", user, "-d", database],
+            [*exec_, program, "-U", env["POSTGRES_USER"], "-d", database],
             f"the {env.name} database {database} in {where}",
         )
         return
     with server(c, env) as (host, port):
         postgres.create_database(env, host, port)
-        export(PGPASSWORD=env["POSTGRES_PASSWORD"])
-        client = servers.provider_for(env).client(program, port, database)
+        client = snapshots.client(env, port, program, tty)
         yield client, f"the {env.name} database {database} at {host}:{port}"
 
 
