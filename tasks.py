@@ -123,17 +123,11 @@ def scenario_failed(name: str, error: Exception, outcome: str) -> str:
     return f"the {name} scenario failed, {outcome}: {type(error).__name__}: {reason}"
 
 
-def no_scenarios_in_production(env) -> None:
-    if env.production:
-        fail("scenarios are test and demo data: not for the production database")
-
-
 @task(name="scenario", help={"name": "the scenario (`inv scenarios` lists them)"})
 def scenario_run(c, name):
     """Run the app (as `inv dev`) on a throwaway database holding a scenario, on a free port."""
     env = load_env()
-    scenarios.require(name)
-    no_scenarios_in_production(env)
+    scenarios.require(name, env.production)
     port = postgres.free_port()
     with server(c, env) as (host, db_port), contextlib.ExitStack() as stack:
         try:
@@ -395,8 +389,7 @@ def db_shell(c):
 def db_seed(c, name, yes=False):
     """Add a scenario's data to this environment's database (asks first where it has rows)."""
     env = load_env()
-    scenarios.require(name)
-    no_scenarios_in_production(env)
+    scenarios.require(name, env.production)
     target = f"the {env.name} database {env['APPLICATION_DB']}"
     with server(c, env) as (host, port):
         postgres.create_database(env, host, port)
