@@ -98,9 +98,7 @@ def dev(c):
     """Run the app against the development database (server kept running for next time)."""
     env = load_env()
     host = env.vars.get("FLASK_RUN_HOST") or postgres.LOOPBACK
-    port = app_commands.free_or_fail(
-        int(env.vars.get("FLASK_RUN_PORT") or 5000), "FLASK_RUN_PORT", env, host
-    )
+    port = app_commands.free_or_fail(env, "FLASK_RUN_PORT", 5000, host)
     with app_database(c, env):
         app_commands.migrate_to_head()
         say(f"serving http://{host}:{port}/ (Ctrl-C stops Flask; the database keeps running)")
@@ -160,7 +158,7 @@ def serve(c):
     On 127.0.0.1:WEB_PORT (8000): WEB_CONCURRENCY workers, GUNICORN_CONNECTIONS connections each.
     """
     env = load_env()
-    port = app_commands.web_port(env)
+    port = app_commands.free_or_fail(env, "WEB_PORT", 8000)
     with app_database(c, env):
         app_commands.migrate_to_head()
         say(f"serving http://{postgres.LOOPBACK}:{port}/ with gunicorn (Ctrl-C stops it)")

@@ -80,7 +80,9 @@ def downgrade_question(env: Env, host: str, port: int, revision: str) -> str:
     return f"downgrade {database} from {below[0]} back to {back_to}?"
 
 
-def free_or_fail(port: int, variable: str, env: Env, host: str = LOOPBACK) -> int:
+def free_or_fail(env: Env, variable: str, default: int, host: str = LOOPBACK) -> int:
+    """The port `variable` names (else `default`), refused when something listens there."""
+    port = int(env.vars.get(variable) or default)
     if port_is_free(port, host):
         return port
     hint = where_to_set(env, variable)
@@ -109,11 +111,6 @@ def listener_in(folder: Path, port: int) -> int | None:
             ):
                 return int(process.name)
     return None
-
-
-def web_port(env: Env) -> int:
-    """WEB_PORT (default 8000), refused when something already listens there."""
-    return free_or_fail(int(env.vars.get("WEB_PORT") or 8000), "WEB_PORT", env)
 
 
 def gunicorn_command(port: int, *options: str) -> list[str]:
