@@ -184,14 +184,13 @@ def test(c, pattern=None, no_cov=False, e2e=False, watch=False):
     # The end-to-end checks wait on servers: over processes; a pattern or a file in one.
     workers = c.config.test.workers if e2e and not (pattern or args) else 0
     coverage = c.config.test.coverage and not no_cov
-    command = app_commands.pytest_command(pattern, coverage, workers) + (
-        ["tests/e2e"] if e2e else []
-    )
+    command = app_commands.pytest_command(pattern, coverage, workers)
+    command += ["tests/e2e", *args] if e2e else args
     with app_commands.coverage_data_of_this_run() if coverage else contextlib.nullcontext():
         if watch:
             with servers.database_for_tests(env, c.config.postgres.ready_timeout):
-                raise Exit(code=run(app_commands.watch_command(command + args), interactive=True))
-        raise Exit(code=run(command + args))
+                raise Exit(code=run(app_commands.watch_command(command), interactive=True))
+        raise Exit(code=run(command))
 
 
 @task(help={"port": "serve on this port (config: docs.port)", "no-serve": "build only"})

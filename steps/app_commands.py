@@ -14,10 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from steps import PROJECT
-from steps.commands import (
-    fail,
-    run,
-)
+from steps.commands import fail, run
 from steps.environment import Env, exported, where_to_set
 from steps.postgres import LOOPBACK, applied_revision, port_is_free
 
@@ -140,14 +137,11 @@ def wait_for_http(url: str, process, timeout: float = 60) -> None:
     fail(f"{url} did not answer within {timeout:.0f} s")
 
 
-PYTEST = [*PYTHON_MODULE, "pytest"]
-
-
 def pytest_command(
     pattern: str | None = None, coverage: bool = True, workers: int = 0
 ) -> list[str]:
     """pytest, `-k pattern` if given, with coverage of app/ unless off, over `workers` processes."""
-    args = [*PYTEST]
+    args = [*PYTHON_MODULE, "pytest"]
     args += (
         ["--cov=app", "--cov-report=term-missing:skip-covered"]
         if coverage
@@ -177,20 +171,10 @@ def watch_command(command: list[str]) -> list[str]:
     """pytest_command under pytest-watcher: run now, then again whenever a file changes."""
     if not importlib.util.find_spec("pytest_watcher"):
         fail("pytest-watcher not found: `pip install -r requirements/development.txt`")
-    python, _, module, *pytest_args = command  # the interpreter, -m, steps.interruptible, ...
     # `**/`: watchdog matches a pattern against the whole path (pytest-watcher's *.py: nothing).
     watching = [str(PROJECT), "--now", "--patterns", "**/*.py"]
     # Under steps.interruptible too: Ctrl-C ends it with 130, not pytest-watcher's traceback.
-    return [
-        *PYTHON_MODULE,
-        "pytest_watcher",
-        *watching,
-        "--runner",
-        python,
-        "-m",
-        module,
-        *pytest_args,
-    ]
+    return [*PYTHON_MODULE, "pytest_watcher", *watching, "--runner", *command]
 
 
 # pytest's options whose value is never a path: the word after them is left as it is.
