@@ -550,13 +550,18 @@ def compose_cli(c):
     raise Exit(code=run(compose.compose_command(env, project) + args))
 
 
-@task(name="deploy", help={"replicas": "web replicas (default: WEB_REPLICAS, else 2)"})
-def stack_deploy(c, replicas=None):
-    """Build the image and deploy the production stack on Docker Swarm (again: a rolling update)."""
+def production_stack(c):
+    """The production environment and its stack's name, on a Swarm manager."""
     env = load_env()
     swarm.require_production(env)
     swarm.require_swarm_manager(c)
-    stack = compose.stack_name(env)
+    return env, compose.stack_name(env)
+
+
+@task(name="deploy", help={"replicas": "web replicas (default: WEB_REPLICAS, else 2)"})
+def stack_deploy(c, replicas=None):
+    """Build the image and deploy the production stack on Docker Swarm (again: a rolling update)."""
+    env, stack = production_stack(c)
     if not c.run(shlex.join([*compose.compose_command(env, stack), "build", "web"]), warn=True).ok:
         fail("building the web image failed (see above)")
     image = swarm.tag_with_id(c, env["WEB_IMAGE"])
@@ -581,10 +586,7 @@ def stack_deploy(c, replicas=None):
 @task(name="status")
 def stack_status(c):
     """Show the production stack's services and their replicas on Docker Swarm."""
-    env = load_env()
-    swarm.require_production(env)
-    swarm.require_swarm_manager(c)
-    stack = compose.stack_name(env)
+    env, stack = production_stack(c)
     if not swarm.stack_leftovers(stack).strip():
         fail(f"no stack {stack}: `{servers.task_for(env, 'stack.deploy')}` deploys it")
     c.run(f"docker stack services {stack}", warn=True)
@@ -599,10 +601,7 @@ def stack_status(c):
 )
 def stack_rm(c, volumes=False, yes=False):
     """Remove the production stack from Docker Swarm (its volumes are kept unless --volumes)."""
-    env = load_env()
-    swarm.require_production(env)
-    swarm.require_swarm_manager(c)
-    stack = compose.stack_name(env)
+    _, stack = production_stack(c)
     if volumes:
         confirm(f"delete the volumes of stack {stack}, with the database's data?", yes, True)
     if not swarm.stack_leftovers(stack).strip():
