@@ -421,7 +421,7 @@ def environment_snapshots(c, env):
     """The environment's snapshots, its server up."""
     with (
         server(c, env) as (host, port),
-        templates.server_connection(env, host, port) as connection,
+        postgres.server_connection(env, host, port) as connection,
         connection.cursor() as cursor,
     ):
         yield snapshots.Snapshots(env, host, port, cursor)
