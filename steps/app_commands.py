@@ -141,12 +141,8 @@ def pytest_command(
     pattern: str | None = None, coverage: bool = True, workers: int = 0
 ) -> list[str]:
     """pytest, `-k pattern` if given, with coverage of app/ unless off, over `workers` processes."""
-    args = [*PYTHON_MODULE, "pytest"]
-    args += (
-        ["--cov=app", "--cov-report=term-missing:skip-covered"]
-        if coverage
-        else ["-p", "no:pytest_cov"]
-    )
+    cov = ["--cov=app", "--cov-report=term-missing:skip-covered"]
+    args = [*PYTHON_MODULE, "pytest", *(cov if coverage else ["-p", "no:pytest_cov"])]
     if workers > 1:
         args += ["-p", "tests.e2e.longest_first", "--numprocesses", str(workers)]
         args += ["--dist", "loadfile"]

@@ -20,10 +20,9 @@ from steps.templates import drop
 NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,23}")
 
 
-def check_name(name: str) -> str:
+def check_name(name: str) -> None:
     if not NAME.fullmatch(name):
         fail(f"snapshot name {name!r}: use lowercase letters, digits and _ (at most 24)")
-    return name
 
 
 class Snapshots:
