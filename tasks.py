@@ -98,9 +98,7 @@ def dev(c):
     """Run the app against the development database (server kept running for next time)."""
     env = load_env()
     host = env.vars.get("FLASK_RUN_HOST") or postgres.LOOPBACK
-    port = app_commands.free_or_fail(
-        int(env.vars.get("FLASK_RUN_PORT") or 5000), "FLASK_RUN_PORT", env, host
-    )
+    port = app_commands.free_or_fail(env, "FLASK_RUN_PORT", 5000, host)
     with app_database(c, env):
         app_commands.migrate_to_head()
         say(f"serving http://{host}:{port}/ (Ctrl-C stops Flask; the database keeps running)")
@@ -123,17 +121,11 @@ def scenario_failed(name: str, error: Exception, outcome: str) -> str:
     return f"the {name} scenario failed, {outcome}: {type(error).__name__}: {reason}"
 
 
-def no_scenarios_in_production(env) -> None:
-    if env.production:
-        fail("scenarios are test and demo data: not for the production database")
-
-
 @task(name="scenario", help={"name": "the scenario (`inv scenarios` lists them)"})
 def scenario_run(c, name):
     """Run the app (as `inv dev`) on a throwaway database holding a scenario, on a free port."""
     env = load_env()
-    scenarios.require(name)
-    no_scenarios_in_production(env)
+    scenarios.require(name, env.production)
     port = postgres.free_port()
     with server(c, env) as (host, db_port), contextlib.ExitStack() as stack:
         try:
@@ -166,7 +158,7 @@ def serve(c):
     On 127.0.0.1:WEB_PORT (8000): WEB_CONCURRENCY workers, GUNICORN_CONNECTIONS connections each.
     """
     env = load_env()
-    port = app_commands.web_port(env)
+    port = app_commands.free_or_fail(env, "WEB_PORT", 8000)
     with app_database(c, env):
         app_commands.migrate_to_head()
         say(f"serving http://{postgres.LOOPBACK}:{port}/ with gunicorn (Ctrl-C stops it)")
@@ -192,14 +184,13 @@ def test(c, pattern=None, no_cov=False, e2e=False, watch=False):
     # The end-to-end checks wait on servers: over processes; a pattern or a file in one.
     workers = c.config.test.workers if e2e and not (pattern or args) else 0
     coverage = c.config.test.coverage and not no_cov
-    command = app_commands.pytest_command(pattern, coverage, workers) + (
-        ["tests/e2e"] if e2e else []
-    )
+    command = app_commands.pytest_command(pattern, coverage, workers)
+    command += ["tests/e2e", *args] if e2e else args
     with app_commands.coverage_data_of_this_run() if coverage else contextlib.nullcontext():
         if watch:
             with servers.database_for_tests(env, c.config.postgres.ready_timeout):
-                raise Exit(code=run(app_commands.watch_command(command + args), interactive=True))
-        raise Exit(code=run(command + args))
+                raise Exit(code=run(app_commands.watch_command(command), interactive=True))
+        raise Exit(code=run(command))
 
 
 @task(help={"port": "serve on this port (config: docs.port)", "no-serve": "build only"})
@@ -383,24 +374,9 @@ def db_status(c):
 def db_shell(c):
     """Open psql on the app's database, with the psql that matches its server."""
     env = load_env()
-    if in_stack := production_stack_database(env):
-        psql = ["psql", "-U", env["POSTGRES_USER"], env["APPLICATION_DB"], *remainder(c)]
-        interactive = ["--interactive", "--tty"] if sys.stdin.isatty() else ["--interactive"]
-        raise Exit(code=run(["docker", "exec", *interactive, in_stack[0], *psql], interactive=True))
-    with server(c, env) as (host, port):
-        postgres.create_database(env, host, port)
-        export(PGPASSWORD=env["POSTGRES_PASSWORD"])
-        raise Exit(
-            code=run(
-                [
-                    *servers.provider_for(env).client(
-                        "psql", port, env["APPLICATION_DB"], sys.stdin.isatty()
-                    ),
-                    *remainder(c),
-                ],
-                interactive=True,
-            )
-        )
+    refuse_database_url(env)
+    with database_client(c, env, "psql", sys.stdin.isatty()) as (psql, _):
+        raise Exit(code=run([*psql, *remainder(c)], interactive=True))
 
 
 @task(
@@ -410,8 +386,7 @@ def db_shell(c):
 def db_seed(c, name, yes=False):
     """Add a scenario's data to this environment's database (asks first where it has rows)."""
     env = load_env()
-    scenarios.require(name)
-    no_scenarios_in_production(env)
+    scenarios.require(name, env.production)
     target = f"the {env.name} database {env['APPLICATION_DB']}"
     with server(c, env) as (host, port):
         postgres.create_database(env, host, port)
@@ -446,7 +421,7 @@ def environment_snapshots(c, env):
     """The environment's snapshots, its server up."""
     with (
         server(c, env) as (host, port),
-        templates.server_connection(env, host, port) as connection,
+        postgres.server_connection(env, host, port) as connection,
         connection.cursor() as cursor,
     ):
         yield snapshots.Snapshots(env, host, port, cursor)
@@ -494,7 +469,7 @@ def db_snapshots(c):
 
 
 @contextlib.contextmanager
-def database_client(c, env, program: str):
+def database_client(c, env, program: str, tty: bool = False):
     """(a client command on the app's database, where that database is), whoever runs it."""
     database = env["APPLICATION_DB"]
     if target := database_url_target(env):
@@ -507,16 +482,15 @@ def database_client(c, env, program: str):
         return
     if in_stack := production_stack_database(env):
         container, where = in_stack
-        user = env["POSTGRES_USER"]
+        exec_ = ["docker", "exec", "-i", *(["-t"] if tty else []), container]
         yield (
-            ["docker", "exec", "-i", container, program, "-U", user, "-d", database],
+            [*exec_, program, "-U", env["POSTGRES_USER"], "-d", database],
             f"the {env.name} database {database} in {where}",
         )
         return
     with server(c, env) as (host, port):
         postgres.create_database(env, host, port)
-        export(PGPASSWORD=env["POSTGRES_PASSWORD"])
-        client = servers.provider_for(env).client(program, port, database)
+        client = snapshots.client(env, port, program, tty)
         yield client, f"the {env.name} database {database} at {host}:{port}"
 
 
@@ -576,13 +550,18 @@ def compose_cli(c):
     raise Exit(code=run(compose.compose_command(env, project) + args))
 
 
-@task(name="deploy", help={"replicas": "web replicas (default: WEB_REPLICAS, else 2)"})
-def stack_deploy(c, replicas=None):
-    """Build the image and deploy the production stack on Docker Swarm (again: a rolling update)."""
+def production_stack(c):
+    """The production environment and its stack's name, on a Swarm manager."""
     env = load_env()
     swarm.require_production(env)
     swarm.require_swarm_manager(c)
-    stack = compose.stack_name(env)
+    return env, compose.stack_name(env)
+
+
+@task(name="deploy", help={"replicas": "web replicas (default: WEB_REPLICAS, else 2)"})
+def stack_deploy(c, replicas=None):
+    """Build the image and deploy the production stack on Docker Swarm (again: a rolling update)."""
+    env, stack = production_stack(c)
     if not c.run(shlex.join([*compose.compose_command(env, stack), "build", "web"]), warn=True).ok:
         fail("building the web image failed (see above)")
     image = swarm.tag_with_id(c, env["WEB_IMAGE"])
@@ -607,10 +586,7 @@ def stack_deploy(c, replicas=None):
 @task(name="status")
 def stack_status(c):
     """Show the production stack's services and their replicas on Docker Swarm."""
-    env = load_env()
-    swarm.require_production(env)
-    swarm.require_swarm_manager(c)
-    stack = compose.stack_name(env)
+    env, stack = production_stack(c)
     if not swarm.stack_leftovers(stack).strip():
         fail(f"no stack {stack}: `{servers.task_for(env, 'stack.deploy')}` deploys it")
     c.run(f"docker stack services {stack}", warn=True)
@@ -625,10 +601,7 @@ def stack_status(c):
 )
 def stack_rm(c, volumes=False, yes=False):
     """Remove the production stack from Docker Swarm (its volumes are kept unless --volumes)."""
-    env = load_env()
-    swarm.require_production(env)
-    swarm.require_swarm_manager(c)
-    stack = compose.stack_name(env)
+    _, stack = production_stack(c)
     if volumes:
         confirm(f"delete the volumes of stack {stack}, with the database's data?", yes, True)
     if not swarm.stack_leftovers(stack).strip():

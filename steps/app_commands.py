@@ -14,10 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from steps import PROJECT
-from steps.commands import (
-    fail,
-    run,
-)
+from steps.commands import fail, run
 from steps.environment import Env, exported, where_to_set
 from steps.postgres import LOOPBACK, applied_revision, port_is_free
 
@@ -80,7 +77,9 @@ def downgrade_question(env: Env, host: str, port: int, revision: str) -> str:
     return f"downgrade {database} from {below[0]} back to {back_to}?"
 
 
-def free_or_fail(port: int, variable: str, env: Env, host: str = LOOPBACK) -> int:
+def free_or_fail(env: Env, variable: str, default: int, host: str = LOOPBACK) -> int:
+    """The port `variable` names (else `default`), refused when something listens there."""
+    port = int(env.vars.get(variable) or default)
     if port_is_free(port, host):
         return port
     hint = where_to_set(env, variable)
@@ -111,11 +110,6 @@ def listener_in(folder: Path, port: int) -> int | None:
     return None
 
 
-def web_port(env: Env) -> int:
-    """WEB_PORT (default 8000), refused when something already listens there."""
-    return free_or_fail(int(env.vars.get("WEB_PORT") or 8000), "WEB_PORT", env)
-
-
 def gunicorn_command(port: int, *options: str) -> list[str]:
     """gunicorn as production runs it (gunicorn.conf.py), on loopback:port."""
     return [
@@ -143,19 +137,12 @@ def wait_for_http(url: str, process, timeout: float = 60) -> None:
     fail(f"{url} did not answer within {timeout:.0f} s")
 
 
-PYTEST = [*PYTHON_MODULE, "pytest"]
-
-
 def pytest_command(
     pattern: str | None = None, coverage: bool = True, workers: int = 0
 ) -> list[str]:
     """pytest, `-k pattern` if given, with coverage of app/ unless off, over `workers` processes."""
-    args = [*PYTEST]
-    args += (
-        ["--cov=app", "--cov-report=term-missing:skip-covered"]
-        if coverage
-        else ["-p", "no:pytest_cov"]
-    )
+    cov = ["--cov=app", "--cov-report=term-missing:skip-covered"]
+    args = [*PYTHON_MODULE, "pytest", *(cov if coverage else ["-p", "no:pytest_cov"])]
     if workers > 1:
         args += ["-p", "tests.e2e.longest_first", "--numprocesses", str(workers)]
         args += ["--dist", "loadfile"]
@@ -180,20 +167,10 @@ def watch_command(command: list[str]) -> list[str]:
     """pytest_command under pytest-watcher: run now, then again whenever a file changes."""
     if not importlib.util.find_spec("pytest_watcher"):
         fail("pytest-watcher not found: `pip install -r requirements/development.txt`")
-    python, _, module, *pytest_args = command  # the interpreter, -m, steps.interruptible, ...
     # `**/`: watchdog matches a pattern against the whole path (pytest-watcher's *.py: nothing).
     watching = [str(PROJECT), "--now", "--patterns", "**/*.py"]
     # Under steps.interruptible too: Ctrl-C ends it with 130, not pytest-watcher's traceback.
-    return [
-        *PYTHON_MODULE,
-        "pytest_watcher",
-        *watching,
-        "--runner",
-        python,
-        "-m",
-        module,
-        *pytest_args,
-    ]
+    return [*PYTHON_MODULE, "pytest_watcher", *watching, "--runner", *command]
 
 
 # pytest's options whose value is never a path: the word after them is left as it is.

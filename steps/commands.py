@@ -91,17 +91,15 @@ def interrupt_came_from_terminal() -> bool:
 
 
 @contextlib.contextmanager
-def signals_forwarded(
-    deliver: Callable[[int], None], signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
-) -> Iterator[list[int]]:
-    """In this block, `signums` sent to inv go to `deliver`; yields the signals received."""
+def signals_forwarded(deliver: Callable[[int], None]) -> Iterator[list[int]]:
+    """In this block, Ctrl-C and SIGTERM sent to inv go to `deliver`; yields those received."""
     received: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
         received.append(signum)
         deliver(signum)
 
-    previous = {s: signal.signal(s, forward) for s in signums}
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield received
     finally:

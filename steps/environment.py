@@ -51,11 +51,8 @@ class Env:
         return self.name == "production"
 
 
-FLASK_CONFIGS = ("development", "testing", "production")
 # Linux refuses to start a program whose environment holds a longer NAME=value (MAX_ARG_STRLEN).
 LONGEST_VARIABLE = 128 * 1024 - 1
-# Only what the tasks start serves the tests: a database named in the shell is never touched.
-IGNORED_BY_TESTING = ("DATABASE_URL",)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -109,8 +106,8 @@ def check_variables(name: str, values: Mapping[str, str]) -> None:
     for var in ("WEB_CONCURRENCY", "GUNICORN_CONNECTIONS", "WEB_REPLICAS"):
         if values.get(var) and not number_in(values[var], 1, 10_000):
             fail(f"{var}={values[var]!r} is not a whole number from 1 to 10000")
-    if values["FLASK_CONFIG"] not in FLASK_CONFIGS:
-        choices = ", ".join(FLASK_CONFIGS)
+    if values["FLASK_CONFIG"] not in ENVIRONMENTS:
+        choices = ", ".join(ENVIRONMENTS)
         fail(f"unknown FLASK_CONFIG {values['FLASK_CONFIG']!r}: choose one of {choices}")
     if values["FLASK_CONFIG"] != name:
         fail(
@@ -174,10 +171,9 @@ def read_env(
     values = read_env_file(path)
     local = path.with_name(f"{name}.local.env")
     if local.is_file():
-        values.update(read_env_file(local))
-        held = sorted(
-            {"SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL"} & set(read_env_file(local))
-        )
+        local_values = read_env_file(local)
+        values.update(local_values)
+        held = sorted({"SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL"} & local_values.keys())
         if held and local.stat().st_mode & 0o077:
             say(
                 f"{shown(local)} holds {', '.join(held)} and others may read it: `chmod 600 {shown(local)}`"
@@ -188,12 +184,11 @@ def read_env(
         from steps.compose import default_web_image  # compose imports this module
 
         values["WEB_IMAGE"] = default_web_image(name)
-    if name == "testing":
-        for var in IGNORED_BY_TESTING:
-            if values.pop(var, None):
-                say(
-                    f"{var} is ignored by the testing environment: the tests use the database the tasks start"
-                )
+    # Only what the tasks start serves the tests: a database named in the shell is never touched.
+    if name == "testing" and values.pop("DATABASE_URL", None):
+        say(
+            "DATABASE_URL is ignored by the testing environment: the tests use the database the tasks start"
+        )
     if not secrets:
         for var in ("SECRET_KEY", "POSTGRES_PASSWORD"):
             values[var] = values.get(var) or UNUSED_SECRET
@@ -214,8 +209,7 @@ def load_env(name: str | None = None, secrets: bool = True) -> Env:
     """Read the environment `name` and export it: the app and every command read it."""
     env = read_env(name, secrets=secrets)
     if env.name == "testing":
-        for var in IGNORED_BY_TESTING:
-            os.environ.pop(var, None)
+        os.environ.pop("DATABASE_URL", None)
     os.environ.update(env.vars)
     # Flask's CLI would load .flaskenv and .env from every folder above this one, where
     # another user may have written them: the env files are read here, and only these.

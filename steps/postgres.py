@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 from steps.commands import fail
-from steps.environment import Env
+from steps.environment import Env, where_to_set
 
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT = 30.0
@@ -31,8 +32,6 @@ def free_port() -> int:
 
 
 def busy_port_error(env: Env, port: int) -> NoReturn:
-    from steps.environment import where_to_set
-
     fail(
         f"port {port} on {LOOPBACK} is already in use: {where_to_set(env, 'POSTGRES_PORT')} "
         "(or stop what listens there)"
@@ -48,10 +47,18 @@ def connect_arguments(env: Env, host: str, port: int, dbname: str | None = None)
     }  # fmt: skip
 
 
-def connect(env: Env, host: str, port: int, dbname: str | None = None, timeout: int = 3):
+def connect(env: Env, host: str, port: int, dbname: str | None = None):
     import psycopg2
 
-    return psycopg2.connect(**connect_arguments(env, host, port, dbname), connect_timeout=timeout)
+    return psycopg2.connect(**connect_arguments(env, host, port, dbname), connect_timeout=3)
+
+
+@contextlib.contextmanager
+def server_connection(env: Env, host: str, port: int) -> Iterator:
+    """A connection to the server's maintenance database, each statement its own transaction."""
+    with contextlib.closing(connect(env, host, port)) as connection:
+        connection.autocommit = True
+        yield connection
 
 
 def wait_until_ready(
@@ -88,14 +95,9 @@ def drop_database(env: Env, host: str, port: int) -> None:
     """Drop APPLICATION_DB, closing the connections still open on it."""
     from psycopg2 import sql
 
-    connection = connect(env, host, port)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            name = sql.Identifier(env["APPLICATION_DB"])
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-    finally:
-        connection.close()
+    with server_connection(env, host, port) as connection, connection.cursor() as cursor:
+        name = sql.Identifier(env["APPLICATION_DB"])
+        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
 
 
 def applied_revision(env: Env, host: str, port: int) -> str | None:
@@ -108,14 +110,12 @@ def applied_revision(env: Env, host: str, port: int) -> str | None:
         connection = connect(env, host, port, name)
     except psycopg2.OperationalError as error:
         fail(f"cannot open database {name!r}: {str(error).strip()}")
-    try:
-        with connection.cursor() as cursor:
+    with contextlib.closing(connection), connection.cursor() as cursor:
+        try:
             cursor.execute("SELECT version_num FROM alembic_version")
-            row = cursor.fetchone()
-    except errors.UndefinedTable:
-        row = None
-    finally:
-        connection.close()
+        except errors.UndefinedTable:
+            return None
+        row = cursor.fetchone()
     return row[0] if row else None
 
 
@@ -124,33 +124,24 @@ def tables_with_rows(env: Env, host: str, port: int) -> list[str]:
     from psycopg2 import sql
 
     connection = connect(env, host, port, env["APPLICATION_DB"])
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT schemaname, tablename FROM pg_tables WHERE tablename <> 'alembic_version' "
-                "AND schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY tablename"
-            )
-            tables = cursor.fetchall()
-            found = []
-            for schema, table in tables:
-                name = sql.Identifier(schema, table)
-                cursor.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(name))
-                found += [table] if cursor.fetchone()[0] else []
-            return found
-    finally:
-        connection.close()
+    with contextlib.closing(connection), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT schemaname, tablename FROM pg_tables WHERE tablename <> 'alembic_version' "
+            "AND schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY tablename"
+        )
+        found = []
+        for schema, table in cursor.fetchall():
+            name = sql.Identifier(schema, table)
+            cursor.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(name))
+            found += [table] if cursor.fetchone()[0] else []
+    return found
 
 
 def set_password(env: Env, host: str, port: int, password: str) -> str:
     """Give POSTGRES_USER a new password (connecting with its current one); returns it."""
     from psycopg2 import sql
 
-    connection = connect(env, host, port)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            role = sql.Identifier(env["POSTGRES_USER"])
-            cursor.execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(role), (password,))
-    finally:
-        connection.close()
+    with server_connection(env, host, port) as connection, connection.cursor() as cursor:
+        role = sql.Identifier(env["POSTGRES_USER"])
+        cursor.execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(role), (password,))
     return password

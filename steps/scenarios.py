@@ -19,12 +19,13 @@ def names() -> list[str]:
     return sorted(path.stem for path in FOLDER.glob("*.py") if NAME.fullmatch(path.stem))
 
 
-def require(name: str) -> str:
-    """`name` if it is a scenario, else one line naming those there are."""
+def require(name: str, production: bool) -> None:
+    """One line naming the scenarios there are if `name` is none; none for production."""
     if name not in names():
         known = ", ".join(names()) or "none yet"
         fail(f"no scenario {name!r} (scenarios/{name}.py): choose one of {known}")
-    return name
+    if production:
+        fail("scenarios are test and demo data: not for the production database")
 
 
 def summary(name: str) -> str:

@@ -20,10 +20,9 @@ from steps.templates import drop
 NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,23}")
 
 
-def check_name(name: str) -> str:
+def check_name(name: str) -> None:
     if not NAME.fullmatch(name):
         fail(f"snapshot name {name!r}: use lowercase letters, digits and _ (at most 24)")
-    return name
 
 
 class Snapshots:
@@ -78,7 +77,7 @@ class Snapshots:
         if not self.on_server():
             path = self.file_of(name)
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            dump_to(self.client("pg_dump"), path)
+            dump_to(client(self.env, self.port, "pg_dump"), path)
             path.with_suffix(".json").write_text(about)
             where = path.relative_to(PROJECT)
             return f"{taken}: the server makes no databases for this user: a pg_dump file, {where}"
@@ -111,7 +110,7 @@ class Snapshots:
         if exists(self.cursor, self.database_of(name)):
             self.swap_in(name, yes)
         else:
-            load_from(self.client("pg_restore"), self.file_of(name))
+            load_from(client(self.env, self.port, "pg_restore"), self.file_of(name))
         told = [
             f"the {self.env.name} database {self.database} is snapshot {name} again (at {head})"
         ]
@@ -162,10 +161,6 @@ class Snapshots:
         )
         return bool(self.cursor.fetchone()[0])
 
-    def client(self, program: str) -> list[str]:
-        export(PGPASSWORD=self.env["POSTGRES_PASSWORD"])
-        return provider_for(self.env).client(program, self.port, self.database)
-
     def end_connections(self, database: str, yes: bool) -> None:
         """Name the connections open on `database` (a running inv dev's); end them on a yes."""
         others = "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
@@ -182,6 +177,12 @@ class Snapshots:
                 f"{database} is in use by {named}: end these connections?", yes, self.env.production
             )
             self.cursor.execute(f"SELECT pg_terminate_backend(pid, 5000) {others}", (database,))
+
+
+def client(env: Env, port: int, program: str, tty: bool = False) -> list[str]:
+    """`program` (psql, pg_dump, pg_restore) on the app's database on the environment's server."""
+    export(PGPASSWORD=env["POSTGRES_PASSWORD"])
+    return provider_for(env).client(program, port, env["APPLICATION_DB"], tty)
 
 
 def exists(cursor, database: str) -> bool:

@@ -14,20 +14,9 @@ from collections.abc import Iterator
 
 from steps import PROJECT, scenarios
 from steps.environment import Env, exported
-from steps.postgres import connect
+from steps.postgres import connect, server_connection
 from steps.servers import clone_databases
 from steps.servers.local_files import process_alive
-
-
-@contextlib.contextmanager
-def server_connection(env: Env, host: str, port: int):
-    """A connection to the server's maintenance database, each statement its own transaction."""
-    connection = connect(env, host, port)
-    try:
-        connection.autocommit = True
-        yield connection
-    finally:
-        connection.close()
 
 
 def migrations_digest() -> str:
