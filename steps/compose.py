@@ -64,15 +64,11 @@ def without_tty(args: list[str], interactive: bool | None = None) -> list[str]:
 def docker_engine_answers() -> bool:
     if not shutil.which("docker"):
         return False
+    version = ["docker", "version", "--format", "{{.Server.Version}}"]
     try:
-        info = subprocess.run(
-            ["docker", "version", "--format", "{{.Server.Version}}"],
-            capture_output=True,
-            timeout=20,
-        )
+        return subprocess.run(version, capture_output=True, timeout=20).returncode == 0
     except subprocess.TimeoutExpired:
         return False
-    return info.returncode == 0
 
 
 def require_docker(alternative: str = NO_DOCKER) -> None:
@@ -103,14 +99,13 @@ def compose_run(env: Env, project: str, *args: str) -> subprocess.CompletedProce
 def compose_or_fail(env: Env, project: str, *args: str) -> str:
     result = compose_run(env, project, *args)
     if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines() or [
-            f"exit {result.returncode}"
-        ]
-        if "is not a docker command" in lines[-1]:
+        said = (result.stderr or result.stdout).strip().splitlines()
+        last = said[-1] if said else f"exit {result.returncode}"
+        if "is not a docker command" in last:
             fail(
                 f"Docker Compose v2 (`docker compose`) is missing: install the compose plugin, {NO_DOCKER}"
             )
-        fail(f"`docker compose {' '.join(args)}` failed: {lines[-1]}")
+        fail(f"`docker compose {' '.join(args)}` failed: {last}")
     return result.stdout
 
 

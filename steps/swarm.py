@@ -29,12 +29,12 @@ def require_swarm_manager(c) -> None:
         )
 
 
-def answering_address(port: int, timeout: float = 10) -> str | None:
-    """http://127.0.0.1:PORT/ once its /health answers there, or None at the deadline."""
+def answering_address(port: int) -> str | None:
+    """http://127.0.0.1:PORT/ once its /health answers there, or None after 10 s."""
     import urllib.request
 
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"{url}health", timeout=2):
@@ -51,11 +51,8 @@ def require_production(env: Env) -> None:
 
 def tag_with_id(c, image: str) -> str:
     """Tag `image` with its id: Swarm rolls out a changed image, not an unchanged one."""
-    inspect = c.run(
-        shlex.join(["docker", "image", "inspect", "--format", "{{.Id}}", image]),
-        hide=True,
-        warn=True,
-    )
+    command = ["docker", "image", "inspect", "--format", "{{.Id}}", image]
+    inspect = c.run(shlex.join(command), hide=True, warn=True)
     if not inspect.ok:
         fail(f"the build made no image {image}: {inspect.stderr.strip()}")
     repository = image.rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image
@@ -67,9 +64,8 @@ def tag_with_id(c, image: str) -> str:
 def swarm_spec(env: Env, stack: str) -> str:
     """compose/production.yml with compose/swarm.yml on top, read by `docker compose config`."""
     files = ["-f", str(compose_file(env)), "-f", str(PROJECT / "compose" / "swarm.yml")]
-    return swarm_format(
-        json.loads(compose_or_fail(env, stack, *files, "config", "--format", "json"))
-    )
+    config = compose_or_fail(env, stack, *files, "config", "--format", "json")
+    return swarm_format(json.loads(config))
 
 
 def swarm_format(spec: dict) -> str:
@@ -108,15 +104,13 @@ def stack_leftovers(stack: str) -> str:
     )
 
 
-def remove_stack(c, stack: str, timeout: float = 120) -> None:
+def remove_stack(c, stack: str) -> None:
     """`docker stack rm`, then wait until its services, containers and networks are gone."""
     c.run(f"docker stack rm {stack}", hide=True, warn=True)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + 120
     while stack_leftovers(stack).strip():
         if time.monotonic() > deadline:
-            fail(
-                f"stack {stack} is still being removed after {timeout:.0f} s: `docker stack ps {stack}`"
-            )
+            fail(f"stack {stack} is still being removed after 120 s: `docker stack ps {stack}`")
         time.sleep(0.5)
 
 

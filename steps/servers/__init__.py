@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from invoke import Exit
 
 from steps.commands import say, sigterm_unwinds
 from steps.environment import Env, export, exported
 from steps.postgres import LOOPBACK, READY_TIMEOUT, wait_until_ready
+from steps.servers.local_files import ensure_dir, project_key, read_small_file, write_private
+from steps.servers.local_template import find_server_binaries
 
 
 class Provider:
@@ -18,6 +23,9 @@ class Provider:
     host = LOOPBACK
     # Started by the project with a SCRAM password: libpq refuses to send an impostor the password.
     ours = True
+    keeps_data = True  # its data outlives a stop
+    # Where the random superuser password of a server the project made is kept (0600).
+    password_file: Path | None = None
 
     def __init__(self, env: Env, why: str = "", ready_timeout: float = READY_TIMEOUT) -> None:
         self.env = env
@@ -43,19 +51,9 @@ class Provider:
         """A server for this block only, removed on the way out whatever happens."""
         raise NotImplementedError
 
-    @property
-    def keeps_data(self) -> bool:
-        """Whether its data outlives a stop."""
-        return True
-
     def where(self) -> str:
         """Where its data and logs are, for `db.status`."""
         raise NotImplementedError
-
-    @property
-    def password_file(self) -> Path | None:
-        """Where the random superuser password of a server the project made is kept (0600)."""
-        return None
 
     def use_password(self, password: str) -> None:
         self.env.vars["POSTGRES_PASSWORD"] = password
@@ -63,15 +61,11 @@ class Provider:
 
     def load_password(self) -> None:
         """Use the persistent server's own password, where it has one."""
-        from steps.servers.local_files import read_small_file
-
         if self.password_file:
             with contextlib.suppress(OSError):
                 self.use_password(read_small_file(self.password_file).strip())
 
     def save_password(self, password: str) -> None:
-        from steps.servers.local_files import ensure_dir, write_private
-
         ensure_dir(self.password_file.parent)
         self.password_file.unlink(missing_ok=True)
         write_private(self.password_file, password + "\n")
@@ -90,29 +84,13 @@ class Provider:
 
     def client(self, program: str, port: int, database: str, tty: bool = False) -> list[str]:
         """A PostgreSQL client (psql, pg_dump, pg_restore) on `database`."""
-        user = self.env["POSTGRES_USER"]
-        return [
-            client_program(program),
-            "-h",
-            self.host,
-            "-p",
-            str(port),
-            "-U",
-            user,
-            "-d",
-            database,
-        ]
+        user, host = self.env["POSTGRES_USER"], self.host
+        return [client_program(program), "-h", host, "-p", str(port), "-U", user, "-d", database]
 
 
 def client_program(program: str) -> str:
     """The local server binaries' `program`, usually the newest (pg_dump refuses a newer
     server), else PATH's."""
-    import shutil
-
-    from invoke import Exit
-
-    from steps.servers.local_template import find_server_binaries
-
     try:
         return str(find_server_binaries() / program)
     except Exit:  # no server binaries here
@@ -126,14 +104,12 @@ def provider_for(env: Env, ready_timeout: float = READY_TIMEOUT) -> Provider:
     from steps.servers.external import ExternalProvider
     from steps.servers.local import LocalProvider
 
-    if env.db_server == "auto":
-        if docker_engine_answers():
-            why = "chosen by DB_SERVER=auto: a Docker engine answered"
-            return ComposeProvider(env, why, ready_timeout=ready_timeout)
-        why = "chosen by DB_SERVER=auto: no Docker engine answered"
-        return LocalProvider(env, why, ready_timeout=ready_timeout)
     kinds = {"local": LocalProvider, "compose": ComposeProvider, "external": ExternalProvider}
-    return kinds[env.db_server](env, ready_timeout=ready_timeout)
+    if env.db_server != "auto":
+        return kinds[env.db_server](env, ready_timeout=ready_timeout)
+    answered = docker_engine_answers()
+    why = f"chosen by DB_SERVER=auto: {'a' if answered else 'no'} Docker engine answered"
+    return (ComposeProvider if answered else LocalProvider)(env, why, ready_timeout=ready_timeout)
 
 
 def task_for(env: Env, task: str) -> str:
@@ -186,8 +162,6 @@ def database_server(
 
 def clone_databases(env: Env) -> tuple[str, str]:
     """The name prefixes of this clone's test templates and of its processes' databases (+ pid)."""
-    from steps.servers.local_files import project_key
-
     prefix = f"{env['APPLICATION_DB']}_{project_key().rsplit('-', 1)[1]}"  # the path's hash
     return f"{prefix}_template_", f"{prefix}_pid"
 

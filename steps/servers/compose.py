@@ -25,8 +25,7 @@ from steps.compose import (
 from steps.environment import Env
 from steps.postgres import LOOPBACK, busy_port_error, port_is_free, set_password, wait_until_ready
 from steps.servers import Provider
-from steps.servers.local import password_file
-from steps.servers.local_files import process_alive
+from steps.servers.local_files import password_file, process_alive
 
 
 def compose_db_port(project: str) -> int | None:
@@ -106,11 +105,10 @@ class ComposeProvider(Provider):
     def start(self) -> int:
         if self.env["POSTGRES_PORT"] != "auto" and not port_is_free(int(self.env["POSTGRES_PORT"])):
             busy_port_error(self.env, int(self.env["POSTGRES_PORT"]))
-        if self.use_own_password():
-            return self._up(self.project)
-        # Its volume was made with the committed password: it gets a random one now.
+        own_password = self.use_own_password()
         port = self._up(self.project)
-        self.save_password(set_password(self.env, LOOPBACK, port, secrets.token_urlsafe(24)))
+        if not own_password:  # its volume was made with the committed password: a random one now
+            self.save_password(set_password(self.env, LOOPBACK, port, secrets.token_urlsafe(24)))
         return port
 
     def use_own_password(self) -> bool:

@@ -38,6 +38,7 @@ from steps.servers.local_files import (
     scratch_root,
     server_account,
     socket_folder,
+    socket_record,
     write_private,
 )
 from steps.servers.local_template import (
@@ -198,21 +199,12 @@ class LocalProvider(Provider):
         return LocalCluster(cluster_home(self.env.name))
 
     @property
-    def socket_record(self) -> Path:
-        return self.socket_record_of(self.env.name)
-
-    @staticmethod
-    def socket_record_of(env_name: str, project: Path = PROJECT) -> Path:
-        """Where the persistent server's socket folder is recorded: our folder, not the server's."""
-        return cluster_home(env_name, project).with_name(f"{env_name}.socket")
-
-    @property
     def host(self) -> str:
         """The folder of the server's Unix socket: libpq takes it as the host."""
         if self.throwaway_socket:
             return str(self.throwaway_socket)
         with contextlib.suppress(OSError):
-            folder = Path(read_small_file(self.socket_record).strip())
+            folder = Path(read_small_file(socket_record(self.env.name)).strip())
             if private_folder(folder, server_account(create=False)):
                 return str(folder)
         return ""
@@ -266,13 +258,13 @@ class LocalProvider(Provider):
     def remove_socket_folder(self) -> None:
         if host := self.host:
             shutil.rmtree(host, ignore_errors=True)
-        self.socket_record.unlink(missing_ok=True)
+        socket_record(self.env.name).unlink(missing_ok=True)
 
     def new_socket_folder(self, account: struct_passwd | None) -> Path:
         """A new socket folder for the persistent server, recorded (`stop` removes it)."""
         self.remove_socket_folder()
         socket = socket_folder(account)
-        write_private(self.socket_record, f"{socket}\n")
+        write_private(socket_record(self.env.name), f"{socket}\n")
         return socket
 
     @contextlib.contextmanager
@@ -294,8 +286,7 @@ class LocalProvider(Provider):
                     shutil.rmtree(socket, ignore_errors=True)
 
     def where(self) -> str:
-        if not self.cluster.data.is_dir():
-            return (
-                f"no cluster yet: `{task_for(self.env, 'db.up')}` makes it in {self.cluster.home}"
-            )
-        return f"data {self.cluster.data}; log {self.cluster.log}; password in {self.password_file}"
+        cluster = self.cluster
+        if not cluster.data.is_dir():
+            return f"no cluster yet: `{task_for(self.env, 'db.up')}` makes it in {cluster.home}"
+        return f"data {cluster.data}; log {cluster.log}; password in {self.password_file}"

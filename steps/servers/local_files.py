@@ -158,11 +158,10 @@ def is_postmaster_of(pid: int, data: Path) -> bool:
         args = (proc / "cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    account = server_account(create=False) if os.geteuid() == 0 else None
-    expected_uid = account.pw_uid if account else os.geteuid()
+    account = server_account(create=False)
     serves = b"-D" in args[:-1] and args[args.index(b"-D") + 1] == os.fsencode(str(data))
     return (
-        uid == expected_uid
+        uid == (account.pw_uid if account else os.geteuid())
         and Path(os.fsdecode(args[0])).name == "postgres"
         and serves
         and process_alive(pid)
@@ -201,3 +200,8 @@ def cluster_home(env_name: str, project: Path = PROJECT) -> Path:
 def password_file(env_name: str, project: Path = PROJECT) -> Path:
     """Where the superuser's password of the environment's cluster is kept (0600)."""
     return state_root(project) / f"{env_name}.password"
+
+
+def socket_record(env_name: str, project: Path = PROJECT) -> Path:
+    """Where the persistent server's socket folder is recorded: our folder, not the server's."""
+    return state_root(project) / f"{env_name}.socket"

