@@ -57,6 +57,7 @@ def own_server():
 @pytest.fixture
 def app_on_own_server(own_server, monkeypatch):
     """An app whose database is `own_server`, built once for the whole test."""
+    monkeypatch.setenv("FLASK_CONFIG", "testing")  # for the gunicorn one test starts
     monkeypatch.setenv("DATABASE_TIMEOUT", "2")  # each frozen wait is this long
     monkeypatch.setenv("POSTGRES_HOSTNAME", str(own_server.socket))
     monkeypatch.setenv("POSTGRES_PORT", str(own_server.port))
