@@ -201,6 +201,7 @@ def test_downgrade_names_the_migrations_it_goes_from_and_back_to(project, dev_po
 def test_db_migrate_writes_a_migration_for_a_model_change(project, dev_port):
     models = project / "app" / "models.py"
     original = models.read_text()
+    assert inv(project, "db.init", POSTGRES_PORT=dev_port).returncode == 0  # at head: the base
     models.write_text(original + "\n    name = db.Column(db.String(80))\n")
     try:
         result = inv(project, "db.migrate", "-m", "add user name", POSTGRES_PORT=dev_port)
