@@ -191,9 +191,13 @@ def exists(cursor, database: str) -> bool:
 
 
 def copy_database(cursor, target: str, source: str) -> None:
+    """A copy of database `source`, file by file: a development database may be large."""
     from psycopg2 import errors, sql
 
-    query = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
+    # PostgreSQL 15+ copies through the WAL by default: quicker for a small database, but every
+    # page written twice, and flushed again by the checkpoint a DROP DATABASE (a restore's) forces.
+    strategy = " STRATEGY FILE_COPY" if cursor.connection.server_version >= 150000 else ""
+    query = sql.SQL("CREATE DATABASE {} TEMPLATE {}" + strategy)
     try:
         cursor.execute(query.format(sql.Identifier(target), sql.Identifier(source)))
     except errors.ObjectInUse:

@@ -77,6 +77,7 @@ def test_db_seed_asks_before_adding_to_rows_and_adds_nothing_when_it_fails(proje
 
 
 def test_inv_scenario_serves_its_data_and_drops_its_database_on_ctrl_c(project, development):
+    assert inv(project, "db.init").returncode == 0  # the app's own database, which stays empty
     run = start_inv_with(project, "local", "scenario", "ten_users")
     try:
         for line in run.stdout:
