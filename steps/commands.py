@@ -107,16 +107,6 @@ def signals_forwarded(deliver: Callable[[int], None]) -> Iterator[list[int]]:
             signal.signal(signum, handler)
 
 
-def to_child(child: list[subprocess.Popen]) -> Callable[[int], None]:
-    """Delivery to `child[0]` once it exists, except a Ctrl-C the terminal already sent it."""
-
-    def deliver(signum: int) -> None:
-        if child and not (signum == signal.SIGINT and interrupt_came_from_terminal()):
-            child[0].send_signal(signum)
-
-    return deliver
-
-
 def ends_with_this_process() -> Callable[[], None] | None:
     """A preexec_fn: the child gets SIGTERM when inv dies, even by SIGKILL (Linux only)."""
     if sys.platform != "linux":
@@ -153,8 +143,18 @@ def exit_code(code: int, received: list[int], interactive: bool = False) -> int:
 def run(args: list[str], stdin: str | None = None, interactive: bool = False) -> int:
     """Run a command in the foreground, signals sent to inv passed on once; its exit code."""
     child: list[subprocess.Popen] = []
-    with signals_forwarded(to_child(child)) as received:
+    early: list[int] = []  # came while it was starting: sent to it once it exists
+
+    def deliver(signum: int) -> None:  # not a Ctrl-C the terminal sent the child itself
+        if not child:
+            early.append(signum)
+        elif not (signum == signal.SIGINT and interrupt_came_from_terminal()):
+            child[0].send_signal(signum)
+
+    with signals_forwarded(deliver) as received:
         child.append(start_foreground(args, stdin=subprocess.PIPE if stdin else None))
+        for signum in early:
+            child[0].send_signal(signum)
         if stdin:
             child[0].communicate(stdin.encode())
         code = child[0].wait()

@@ -3,11 +3,13 @@ lets us make databases, else pg_dump files in .snapshots/<env>/ (a managed serve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from steps import PROJECT
@@ -82,9 +84,9 @@ class Snapshots:
             where = path.relative_to(PROJECT)
             return f"{taken}: the server makes no databases for this user: a pg_dump file, {where}"
         snapshot = sql.Identifier(self.database_of(name))
-        self.end_connections(self.database, yes)
         try:  # a whole snapshot or none, Ctrl-C included
-            copy_database(self.cursor, self.database_of(name), self.database)
+            with self.closed(self.database, yes):
+                copy_database(self.cursor, self.database_of(name), self.database)
             options = "IS_TEMPLATE true ALLOW_CONNECTIONS false"  # nobody changes it
             self.cursor.execute(sql.SQL("ALTER DATABASE {} WITH " + options).format(snapshot))
             self.cursor.execute(sql.SQL("COMMENT ON DATABASE {} IS %s").format(snapshot), (about,))
@@ -123,7 +125,7 @@ class Snapshots:
 
     def swap_in(self, name: str, yes: bool) -> None:
         """The snapshot's copy built under a temporary name, then renamed in: all or nothing."""
-        from psycopg2 import sql
+        from psycopg2 import errors, sql
 
         building, replaced = f"{self.database}_restoring", f"{self.database}_replaced"
         drop(self.cursor, building)
@@ -131,21 +133,26 @@ class Snapshots:
         rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
         try:
             copy_database(self.cursor, building, self.database_of(name))
-            if there := exists(self.cursor, self.database):
-                self.end_connections(self.database, yes)
-            self.cursor.execute("BEGIN")  # both renames or neither
-            if there:
-                names = (sql.Identifier(self.database), sql.Identifier(replaced))
-                self.cursor.execute(rename.format(*names))
-            names = (sql.Identifier(building), sql.Identifier(self.database))
-            self.cursor.execute(rename.format(*names))
-            self.cursor.execute("COMMIT")
+            there = exists(self.cursor, self.database)
+            renames = [(self.database, replaced)] if there else []
+            closed = self.closed(self.database, yes) if there else contextlib.nullcontext()
+            with closed, signals_held():  # both renames or neither; once done, the restore is
+                self.cursor.execute("BEGIN")
+                try:
+                    for old, new in [*renames, (building, self.database)]:
+                        self.cursor.execute(rename.format(*map(sql.Identifier, (old, new))))
+                    self.cursor.execute("COMMIT")
+                except BaseException as error:
+                    self.cursor.execute("ROLLBACK")
+                    if isinstance(error, errors.ObjectInUse):
+                        fail(f"{self.database} is in use again: stop what uses it, then try again")
+                    raise
         except BaseException:
             with signals_held():
-                self.cursor.execute("ROLLBACK")
                 drop(self.cursor, building)
             raise
-        drop(self.cursor, replaced)
+        with signals_held():
+            drop(self.cursor, replaced)
 
     def remove(self, name: str) -> str:
         self.about(name)
@@ -161,8 +168,12 @@ class Snapshots:
         )
         return bool(self.cursor.fetchone()[0])
 
-    def end_connections(self, database: str, yes: bool) -> None:
-        """Name the connections open on `database` (a running inv dev's); end them on a yes."""
+    @contextlib.contextmanager
+    def closed(self, database: str, yes: bool) -> Iterator[None]:
+        """Nobody on `database` in this block: the connections open on it (a running inv dev's)
+        named and ended on a yes, and new ones refused until the block ends."""
+        from psycopg2 import sql
+
         others = "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
         deadline = time.monotonic() + 1  # a command that just ended: its backend is exiting
         while True:
@@ -176,7 +187,14 @@ class Snapshots:
             confirm(
                 f"{database} is in use by {named}: end these connections?", yes, self.env.production
             )
+        allow = sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}")
+        self.cursor.execute(allow.format(sql.Identifier(database), sql.SQL("false")))
+        try:  # an app that reconnects gets a refusal, not the database
             self.cursor.execute(f"SELECT pg_terminate_backend(pid, 5000) {others}", (database,))
+            yield
+        finally:  # the database under that name: the one restored, or the one left as it was
+            with signals_held():
+                self.cursor.execute(allow.format(sql.Identifier(database), sql.SQL("true")))
 
 
 def client(env: Env, port: int, program: str, tty: bool = False) -> list[str]:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 
 from steps import PROJECT, scenarios
+from steps.commands import signals_held
 from steps.environment import Env, exported
 from steps.postgres import connect, server_connection
 from steps.servers import clone_databases
@@ -114,15 +115,15 @@ def copy_of(env: Env, host: str, port: int, template: str, suffix: str = "") -> 
     from psycopg2 import sql
 
     name = f"{clone_databases(env)[1]}{os.getpid()}{suffix}"
-    with server_connection(env, host, port) as server, server.cursor() as cursor:
-        drop(cursor, name)
-        query = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
-        cursor.execute(query.format(sql.Identifier(name), sql.Identifier(template)))
-    try:
-        yield name
-    finally:
+    try:  # interrupted while it is made, too
         with server_connection(env, host, port) as server, server.cursor() as cursor:
             drop(cursor, name)
+            query = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
+            cursor.execute(query.format(sql.Identifier(name), sql.Identifier(template)))
+        yield name
+    finally:
+        with signals_held(), server_connection(env, host, port) as server, server.cursor() as cur:
+            drop(cur, name)
 
 
 def remove_abandoned_copies(env: Env, server) -> None:

@@ -209,6 +209,21 @@ def test_ctrl_c_stops_the_task_after_its_command_unless_the_command_is_interacti
     assert commands.exit_code(-signal.SIGINT, []) == 130
 
 
+def test_a_ctrl_c_while_the_command_starts_reaches_it(monkeypatch):
+    """Not lost: the command would run on, and the task wait for it (a flask run: forever)."""
+    started = []
+
+    def start_on_a_ctrl_c(args, **options):
+        os.kill(os.getpid(), signal.SIGINT)  # handled here, before the child exists
+        started.append(subprocess.Popen(args, **options))
+        return started[0]
+
+    monkeypatch.setattr(commands, "start_foreground", start_on_a_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        commands.run(["sleep", "5"])
+    assert started[0].returncode == -signal.SIGINT
+
+
 def test_compose_exec_and_run_get_minus_t_without_a_terminal():
     assert compose.without_tty(["exec", "db", "psql"], interactive=False) == [
         "exec",

@@ -24,7 +24,7 @@ from steps.compose import (
 )
 from steps.environment import Env
 from steps.postgres import LOOPBACK, busy_port_error, port_is_free, set_password, wait_until_ready
-from steps.servers import Provider
+from steps.servers import Provider, task_for
 from steps.servers.local_files import password_file, process_alive
 
 
@@ -80,7 +80,8 @@ def compose_db_gone(env: Env, project: str) -> Callable[[], str | None]:
             return None
         logs = compose_run(env, project, "logs", "--no-log-prefix", "--tail", "3", "db").stdout
         tail = " / ".join(line.strip() for line in logs.strip().splitlines())
-        return f"the `db` container of {project} stopped: {tail} (`inv compose -- logs db`)"
+        logs = task_for(env, "compose -- logs db")
+        return f"the `db` container of {project} stopped: {tail} (`{logs}`)"
 
     return why
 
@@ -103,6 +104,12 @@ class ComposeProvider(Provider):
         return password_file(f"{self.env.name}.compose")
 
     def start(self) -> int:
+        if self.env.production:  # its `db` publishes no port: it serves the stack's web
+            fail(
+                "the production database on Compose is its stack's, with no port published: "
+                f"`{task_for(self.env, 'compose -- up -d')}` starts the stack; "
+                f"`{task_for(self.env, 'db.shell')}` and db.dump reach its database there"
+            )
         if self.env["POSTGRES_PORT"] != "auto" and not port_is_free(int(self.env["POSTGRES_PORT"])):
             busy_port_error(self.env, int(self.env["POSTGRES_PORT"]))
         own_password = self.use_own_password()
@@ -125,7 +132,8 @@ class ComposeProvider(Provider):
         compose_or_fail(self.env, project, "up", "--detach", "db")
         port = compose_db_port(project)
         if port is None:
-            fail(f"the `db` container of {project} did not stay up: `inv compose -- logs db`")
+            logs = task_for(self.env, "compose -- logs db")
+            fail(f"the `db` container of {project} did not stay up: `{logs}`")
         # A first start of the image runs initdb before it listens: twice the usual wait.
         timeout = 2 * self.ready_timeout
         wait_until_ready(self.env, LOOPBACK, port, timeout, compose_db_gone(self.env, project))
@@ -156,7 +164,7 @@ class ComposeProvider(Provider):
         data = "data in its volume" if self.keeps_data else "data on tmpfs, gone when it stops"
         return (
             f"project {self.project}; {data}; password in {self.password_file}; "
-            "log: `inv compose -- logs db`"
+            f"log: `{task_for(self.env, 'compose -- logs db')}`"
         )
 
     def client(self, program: str, port: int, database: str, tty: bool = False) -> list[str]:

@@ -110,6 +110,14 @@ def test_production_refuses_to_start_without_its_secrets(project):
     assert project_labels("refuse") == set()
 
 
+def test_the_db_tasks_leave_the_production_stack_s_database_to_it(project):
+    """Its `db` publishes no port: a task that would start it says where it is, and starts none."""
+    result = inv(project, "db.upgrade", **PRODUCTION)
+    assert result.returncode == 1
+    assert "the production database on Compose is its stack's" in result.stderr
+    assert project_labels(f"{compose_prefix(project)}-production") == set()
+
+
 # --------------------------------------------------------------------------- inv test on compose
 
 

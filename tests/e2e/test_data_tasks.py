@@ -1,8 +1,10 @@
 """Scenarios, snapshots and dumps: inv db.seed, scenario, db.snapshot, db.restore, db.dump, db.load."""
 
+import contextlib
 import json
 import re
 import signal
+import threading
 
 import psycopg2
 import pytest
@@ -133,13 +135,39 @@ def test_a_restore_ends_the_apps_connections_only_on_a_yes(project, development)
         with app.cursor() as cursor:  # still connected, the data as it was
             cursor.execute(USERS)
             assert cursor.fetchall() == [(0,)]
-        assert inv(project, "db.restore", "seeded", "--yes").returncode == 0
+        with reconnecting(project):  # an app's pool, opening again what the restore ended
+            restored = inv(project, "db.restore", "seeded", "--yes")
+        assert restored.returncode == 0, restored.stderr
         with pytest.raises(psycopg2.OperationalError), app.cursor() as cursor:
             cursor.execute("SELECT 1")
     finally:
         app.close()
         inv(project, "db.snapshot", "--rm", "seeded")
-    assert query(project, USERS) == [(10,)]
+    assert query(project, USERS) == [(10,)]  # and it takes connections again
+
+
+@contextlib.contextmanager
+def reconnecting(project):
+    """For this block, a connection kept open on the app's database, opened again once ended."""
+    where = {"host": local_socket(project), "port": socket_number(project)}
+    login = {"user": "postgres", "password": dev_password(project), "dbname": "application"}
+    done = threading.Event()
+
+    def again() -> None:
+        while not done.is_set():
+            with contextlib.suppress(psycopg2.Error):
+                connection = psycopg2.connect(**where, **login, application_name="the app")
+                with contextlib.closing(connection), connection.cursor() as cursor:
+                    while not done.wait(0.02):
+                        cursor.execute("SELECT 1")
+
+    thread = threading.Thread(target=again)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def test_a_dump_loads_back_and_a_broken_one_changes_nothing(project, development, tmp_path):
