@@ -78,19 +78,19 @@ def load_testing_env(**overrides: str) -> environment.Env:
 
 def timed(command: list, env: dict[str, str], cwd: Path = PROJECT) -> float:
     """The wall time of `command` run to its end; a failure stops the benchmark."""
-    child: list[subprocess.Popen] = []
+    child = commands.Foreground()
     started = time.perf_counter()
     # As under inv: a signal reaches it once, and it is waited for while it stops its own.
-    with commands.signals_forwarded(commands.to_child(child)) as received:
-        child.append(
+    with commands.signals_forwarded(child.deliver) as received:
+        process = child.started(
             subprocess.Popen(
                 command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )
         )  # fmt: skip
-        output = child[0].communicate()[0]
+        output = process.communicate()[0]
     elapsed = time.perf_counter() - started
-    code = commands.exit_code(child[0].returncode, received)
+    code = commands.exit_code(process.returncode, received)
     if code != 0:
         words = shlex.join(map(str, command))
         raise BenchmarkError(f"`{words}` exited with {code}:\n{output.strip()[-2000:]}")

@@ -107,6 +107,27 @@ def signals_forwarded(deliver: Callable[[int], None]) -> Iterator[list[int]]:
             signal.signal(signum, handler)
 
 
+class Foreground:
+    """A command in the foreground: Ctrl-C and SIGTERM sent to inv reach it once, those that
+    came while it started included (the terminal's Ctrl-C reaches it by itself)."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.early: list[int] = []
+
+    def deliver(self, signum: int) -> None:
+        if self.process is None:
+            self.early.append(signum)
+        elif not (signum == signal.SIGINT and interrupt_came_from_terminal()):
+            self.process.send_signal(signum)
+
+    def started(self, process: subprocess.Popen) -> subprocess.Popen:
+        self.process = process
+        for signum in self.early:
+            process.send_signal(signum)
+        return process
+
+
 def ends_with_this_process() -> Callable[[], None] | None:
     """A preexec_fn: the child gets SIGTERM when inv dies, even by SIGKILL (Linux only)."""
     if sys.platform != "linux":
@@ -142,22 +163,12 @@ def exit_code(code: int, received: list[int], interactive: bool = False) -> int:
 
 def run(args: list[str], stdin: str | None = None, interactive: bool = False) -> int:
     """Run a command in the foreground, signals sent to inv passed on once; its exit code."""
-    child: list[subprocess.Popen] = []
-    early: list[int] = []  # came while it was starting: sent to it once it exists
-
-    def deliver(signum: int) -> None:  # not a Ctrl-C the terminal sent the child itself
-        if not child:
-            early.append(signum)
-        elif not (signum == signal.SIGINT and interrupt_came_from_terminal()):
-            child[0].send_signal(signum)
-
-    with signals_forwarded(deliver) as received:
-        child.append(start_foreground(args, stdin=subprocess.PIPE if stdin else None))
-        for signum in early:
-            child[0].send_signal(signum)
+    child = Foreground()
+    with signals_forwarded(child.deliver) as received:
+        process = child.started(start_foreground(args, stdin=subprocess.PIPE if stdin else None))
         if stdin:
-            child[0].communicate(stdin.encode())
-        code = child[0].wait()
+            process.communicate(stdin.encode())
+        code = process.wait()
     return exit_code(code, received, interactive)
 
 
