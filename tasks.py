@@ -490,7 +490,7 @@ def database_client(c, env, program: str, tty: bool = False):
         return
     with server(c, env) as (host, port):
         postgres.create_database(env, host, port)
-        client = snapshots.client(env, port, program, tty)
+        client = servers.app_database_client(env, port, program, tty)
         yield client, f"the {env.name} database {database} at {host}:{port}"
 
 

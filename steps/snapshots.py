@@ -14,9 +14,9 @@ from pathlib import Path
 
 from steps import PROJECT
 from steps.commands import confirm, fail, signals_held, sigterm_unwinds
-from steps.environment import Env, export
+from steps.environment import Env
 from steps.postgres import applied_revision, tables_with_rows
-from steps.servers import provider_for, task_for
+from steps.servers import app_database_client, task_for
 from steps.templates import drop
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,23}")
@@ -79,7 +79,7 @@ class Snapshots:
         if not self.on_server():
             path = self.file_of(name)
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            dump_to(client(self.env, self.port, "pg_dump"), path)
+            dump_to(app_database_client(self.env, self.port, "pg_dump"), path)
             path.with_suffix(".json").write_text(about)
             where = path.relative_to(PROJECT)
             return f"{taken}: the server makes no databases for this user: a pg_dump file, {where}"
@@ -112,7 +112,7 @@ class Snapshots:
         if exists(self.cursor, self.database_of(name)):
             self.swap_in(name, yes)
         else:
-            load_from(client(self.env, self.port, "pg_restore"), self.file_of(name))
+            load_from(app_database_client(self.env, self.port, "pg_restore"), self.file_of(name))
         told = [
             f"the {self.env.name} database {self.database} is snapshot {name} again (at {head})"
         ]
@@ -195,12 +195,6 @@ class Snapshots:
         finally:  # the database under that name: the one restored, or the one left as it was
             with signals_held():
                 self.cursor.execute(allow.format(sql.Identifier(database), sql.SQL("true")))
-
-
-def client(env: Env, port: int, program: str, tty: bool = False) -> list[str]:
-    """`program` (psql, pg_dump, pg_restore) on the app's database on the environment's server."""
-    export(PGPASSWORD=env["POSTGRES_PASSWORD"])
-    return provider_for(env).client(program, port, env["APPLICATION_DB"], tty)
 
 
 def exists(cursor, database: str) -> bool:

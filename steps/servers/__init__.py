@@ -97,6 +97,12 @@ def client_program(program: str) -> str:
         return shutil.which(program) or program
 
 
+def app_database_client(env: Env, port: int, program: str, tty: bool = False) -> list[str]:
+    """`program` (psql, pg_dump, pg_restore) on the app's database on the environment's server."""
+    export(PGPASSWORD=env["POSTGRES_PASSWORD"])  # not on the command line, which others can read
+    return provider_for(env).client(program, port, env["APPLICATION_DB"], tty)
+
+
 def provider_for(env: Env, ready_timeout: float = READY_TIMEOUT) -> Provider:
     """The provider DB_SERVER names; `auto` is compose when a Docker engine answers, else local."""
     from steps.compose import docker_engine_answers

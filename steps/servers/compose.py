@@ -80,8 +80,8 @@ def compose_db_gone(env: Env, project: str) -> Callable[[], str | None]:
             return None
         logs = compose_run(env, project, "logs", "--no-log-prefix", "--tail", "3", "db").stdout
         tail = " / ".join(line.strip() for line in logs.strip().splitlines())
-        logs = task_for(env, "compose -- logs db")
-        return f"the `db` container of {project} stopped: {tail} (`{logs}`)"
+        hint = task_for(env, "compose -- logs db")
+        return f"the `db` container of {project} stopped: {tail} (`{hint}`)"
 
     return why
 
@@ -132,8 +132,8 @@ class ComposeProvider(Provider):
         compose_or_fail(self.env, project, "up", "--detach", "db")
         port = compose_db_port(project)
         if port is None:
-            logs = task_for(self.env, "compose -- logs db")
-            fail(f"the `db` container of {project} did not stay up: `{logs}`")
+            hint = task_for(self.env, "compose -- logs db")
+            fail(f"the `db` container of {project} did not stay up: `{hint}`")
         # A first start of the image runs initdb before it listens: twice the usual wait.
         timeout = 2 * self.ready_timeout
         wait_until_ready(self.env, LOOPBACK, port, timeout, compose_db_gone(self.env, project))

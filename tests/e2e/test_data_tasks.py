@@ -35,12 +35,17 @@ def socket_number(project) -> str:
     return re.search(r":(\d+);", inv(project, "db.status").stdout)[1]
 
 
+def login(project, database: str = "application") -> dict:
+    """psycopg2's arguments for the copy's running development server, as the app has them."""
+    return {
+        "host": local_socket(project), "port": socket_number(project), "user": "postgres",
+        "dbname": database, "password": dev_password(project),
+    }  # fmt: skip
+
+
 def connect(project, database: str = "application", **options):
     """A connection to the copy's running development server, as the app makes one."""
-    connection = psycopg2.connect(
-        host=local_socket(project), port=socket_number(project), user="postgres", dbname=database,
-        password=dev_password(project), **options,
-    )  # fmt: skip
+    connection = psycopg2.connect(**login(project, database), **options)
     connection.autocommit = True
     return connection
 
@@ -149,14 +154,13 @@ def test_a_restore_ends_the_apps_connections_only_on_a_yes(project, development)
 @contextlib.contextmanager
 def reconnecting(project):
     """For this block, a connection kept open on the app's database, opened again once ended."""
-    where = {"host": local_socket(project), "port": socket_number(project)}
-    login = {"user": "postgres", "password": dev_password(project), "dbname": "application"}
+    arguments = login(project)  # looked up once: db.status is an inv run
     done = threading.Event()
 
     def again() -> None:
         while not done.is_set():
             with contextlib.suppress(psycopg2.Error):
-                connection = psycopg2.connect(**where, **login, application_name="the app")
+                connection = psycopg2.connect(**arguments, application_name="the app")
                 with contextlib.closing(connection), connection.cursor() as cursor:
                     while not done.wait(0.02):
                         cursor.execute("SELECT 1")
